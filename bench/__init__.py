@@ -1,0 +1,1 @@
+"""Benchmarks that print figures beside a peer (kubectl, OpenSSH); they assert nothing."""

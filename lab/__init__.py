@@ -1,0 +1,1 @@
+"""A simulated Kubernetes cluster on loopback that speaks the real protocols."""

@@ -1,0 +1,1 @@
+"""Facts from the world: Kubernetes API, SSH, kubelet endpoints, metrics, certificates."""

@@ -1,0 +1,142 @@
+"""Shared fixtures: a served lab for the real-client tests, and the snapshot folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+
+# Every scenario on a node of its own, so one served lab covers them all.
+SCENARIO_NODES = {
+    "pleg-slow-io": "node-0003",
+    "containerd-deadlock": "node-0004",
+    "runtime-dead": "node-0006",
+    "cert-expired": "node-0007",
+    "cni-binary-missing": "node-0009",
+    "inode-exhaustion": "node-0010",
+    "disk-full": "node-0012",
+    "kubelet-oom": "node-0013",
+    "too-many-pods": "node-0015",
+    "pid-exhaustion": "node-0016",
+    "api-partition": "node-0018",
+    "clock-skew": "node-0019",
+    "cgroup-driver-mismatch": "node-0021",
+    "swap-on": "node-0022",
+    "vxlan-missing": "node-0023",
+}
+LAB_NODES = 30
+
+
+try:  # keep UI snapshots in the top-level snapshots/ folder
+    import pytest_textual_snapshot as _snap
+
+    def _snapshot_dirname(cls, *, test_location) -> str:
+        return str(ROOT / "snapshots" / Path(test_location.filepath).stem)
+
+    _snap.SVGImageExtension.dirname = classmethod(_snapshot_dirname)  # type: ignore[assignment]
+except ImportError:  # the plugin is only needed for the UI snapshot tests
+    pass
+
+
+@dataclass
+class ServedLab:
+    dir: Path
+    process: subprocess.Popen
+    info: dict
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    def kubectl(self, *args: str, timeout: float = 60, check: bool = True,
+                context: str | None = None) -> subprocess.CompletedProcess:
+        cmd = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+        if context:
+            cmd += ["--context", context]
+        result = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def ssh(self, node: str, command: str, timeout: float = 30,
+            check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", node,
+                                 command], capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"ssh {node} {command!r} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+
+def start_lab(directory: Path, *args: str, timeout: float = 120) -> ServedLab:
+    cmd = [sys.executable, "-m", "tui.cli", "lab", "serve", "--dir", str(directory), *args]
+    log = open(directory.parent / f"{directory.name}.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read() or b""
+        buf += chunk
+        if b"ready" in buf:
+            break
+        if proc.poll() is not None:
+            log.flush()
+            raise RuntimeError(f"lab exited with {proc.returncode}: "
+                               f"{(directory.parent / f'{directory.name}.log').read_text()[-3000:]}")
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("lab did not print ready in time")
+    info = json.loads((directory / "lab.json").read_text())
+    return ServedLab(directory, proc, info)
+
+
+def stop_lab(lab: ServedLab) -> int:
+    lab.process.send_signal(signal.SIGTERM)
+    try:
+        return lab.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        lab.process.kill()
+        return -9
+
+
+@pytest.fixture(scope="session")
+def served_lab(tmp_path_factory) -> ServedLab:
+    """One lab for the session: every scenario on its own node, the rest healthy."""
+    directory = tmp_path_factory.mktemp("lab") / "served"
+    specs = [f"--scenario={name}@{node}" for name, node in SCENARIO_NODES.items()]
+    lab = start_lab(directory, "--nodes", str(LAB_NODES), "--seed", "7", *specs)
+    yield lab
+    stop_lab(lab)
+
+
+@pytest.fixture
+def fresh_lab(tmp_path):
+    """A lab of one's own, for tests that change state: call with the serve arguments."""
+    labs: list[ServedLab] = []
+
+    def make(*args: str) -> ServedLab:
+        lab = start_lab(tmp_path / f"lab{len(labs)}", *args)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        stop_lab(lab)

@@ -1,0 +1,1 @@
+"""The decision tree, verdicts, evidence bundles and safe actions."""

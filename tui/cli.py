@@ -1,0 +1,141 @@
+"""The `nodewb` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context to use (default: the current context)")
+    p.add_argument("--ssh-config", default=os.path.expanduser("~/.ssh/config"),
+                   help="OpenSSH client config for reaching nodes (default: ~/.ssh/config)")
+
+
+def _lab_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes", type=int, default=40, help="number of nodes (default 40)")
+    p.add_argument("--scenario", action="append", default=[], metavar="S[@NODE]",
+                   help="make NODE (or the next healthy node) fail with scenario S; repeatable")
+    p.add_argument("--seed", type=int, default=1, help="seed for the lab's random choices")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodewb", description="Node-health workbench for Kubernetes.")
+    _cluster_args(parser)
+    sub = parser.add_subparsers(dest="command")
+
+    lab = sub.add_parser("lab", help="run the simulated cluster (and open the TUI on it)")
+    lab.add_argument("mode", nargs="?", choices=["serve"],
+                     help="serve: run the lab headless and write client files to --dir")
+    lab.add_argument("--dir", help="where `lab serve` writes kubeconfig, ssh_config, known_hosts")
+    _lab_args(lab)
+
+    scen = sub.add_parser("scenarios", help="list the lab's failure scenarios")
+    scen.add_argument("--format", choices=["text", "json"], default="text")
+    return parser
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from lab.scenarios import SCENARIOS
+
+    rows = [s.as_dict() for s in SCENARIOS.values()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    dwidth = max(len(r["domain"]) for r in rows)
+    print(f"{'NAME':<{width}}  {'DOMAIN':<{dwidth}}  {'ACTION':<18}  STORY")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['domain']:<{dwidth}}  {r['action'] or '-':<18}  "
+              f"{r['story']}")
+    return 0
+
+
+def _check_lab_args(args: argparse.Namespace) -> str | None:
+    from lab.scenarios import parse_spec
+
+    if args.nodes < 1:
+        return "--nodes must be at least 1"
+    if args.nodes > 20_000:
+        return "--nodes is limited to 20000 (one loopback /16 and the open-file limit)"
+    for spec in args.scenario:
+        try:
+            parse_spec(spec)
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def cmd_lab_serve(args: argparse.Namespace) -> int:
+    from lab.serve import Lab, serve_forever
+
+    if not args.dir:
+        print("nodewb lab serve: --dir DIR is required", file=sys.stderr)
+        return 2
+    _raise_fd_limit()
+    lab = Lab(args.dir, nodes=args.nodes, scenarios=args.scenario or None, seed=args.seed)
+    try:
+        asyncio.run(serve_forever(lab))
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"nodewb lab serve: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_lab_tui(args: argparse.Namespace) -> int:
+    from tui.embedded_lab import EmbeddedLab
+
+    _raise_fd_limit()
+    with tempfile.TemporaryDirectory(prefix="nodewb-lab-") as tmp:
+        embedded = EmbeddedLab(Path(tmp), nodes=args.nodes, scenarios=args.scenario or None,
+                               seed=args.seed)
+        try:
+            embedded.start()
+        except Exception as err:
+            print(f"nodewb lab: the lab did not start: {err}", file=sys.stderr)
+            return 1
+        try:
+            from tui.app import run_app
+
+            return run_app(kubeconfig=str(Path(tmp) / "kubeconfig"), context=None,
+                           ssh_config=str(Path(tmp) / "ssh_config"), title="nodewb lab")
+        finally:
+            embedded.stop()
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import run_app
+
+    return run_app(kubeconfig=args.kubeconfig, context=args.context, ssh_config=args.ssh_config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scenarios":
+        return cmd_scenarios(args)
+    if args.command == "lab":
+        problem = _check_lab_args(args)
+        if problem:
+            print(f"nodewb lab: {problem}", file=sys.stderr)
+            return 2
+        return cmd_lab_serve(args) if args.mode == "serve" else cmd_lab_tui(args)
+    return cmd_tui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
