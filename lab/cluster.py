@@ -430,15 +430,16 @@ class Cluster:
                 if now - state.lease_renew >= LEASE_RENEW:
                     state.lease_renew = now
                     self._put_lease(state)
-                if state.dirty or now >= state.next_status or state.unknown:
+                if now >= state.next_status or state.unknown:
                     was_unknown = state.unknown
                     changed = self._post(state, now)
                     ready = state.conditions["Ready"][0] == "True"
-                    state.next_status = now + (STATUS_REPORT if ready else 10.0)
-                    if changed or was_unknown or state.dirty or True:
-                        self._put_node(state, now)
+                    state.next_status = now + (STATUS_REPORT if ready and not changed else 10.0)
+                    self._put_node(state, now)
                     if changed or was_unknown:
                         self._sync_pods(state, now)
+                if state.dirty:
+                    self._sync_pods(state, now)
                     state.dirty = False
             else:
                 if not state.unknown and now - state.lease_renew > GRACE:
@@ -451,7 +452,10 @@ class Cluster:
         self._progress_pods(now)
 
     def _machine_changed(self, m: Machine) -> None:
-        self.nodes[m.name].dirty = True
+        """A fact changed: the kubelet reports it at its next status update (every 10 s)."""
+        state = self.nodes[m.name]
+        state.dirty = True
+        state.next_status = min(state.next_status, time.time() + m.rng.uniform(1.0, 10.0))
 
     # -- objects ----------------------------------------------------------------------------------------
     def node_object(self, state: NodeState) -> dict:

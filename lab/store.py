@@ -109,8 +109,9 @@ class Collection:
         self.items: dict[tuple[str, str], Stored] = {}
         self.history: deque[tuple[int, WatchEvent]] = deque(maxlen=store.history)
         self.watchers: set[Watcher] = set()
-        # Watches from a resourceVersion below this floor get 410 Gone: their events are forgotten.
-        self.floor = 0
+        # Watches from a resourceVersion below this floor get 410 Gone: their events are forgotten
+        # (nothing is known from before the collection existed, as after an etcd compaction).
+        self.floor = store.rv
         self._sorted: list[tuple[str, str]] | None = None
 
     # -- reads ----------------------------------------------------------------------------------
