@@ -30,7 +30,6 @@ import json
 import os
 import random
 import ssl
-import string
 import sys
 import time
 import traceback
@@ -106,6 +105,7 @@ class Resource:
     categories: tuple[str, ...] = ()
     subresources: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (name, kind, verbs)
     stored: bool = True
+    derived: str = ""  # served read-only from the pods' controller references
 
     @property
     def api_version(self) -> str:
@@ -138,6 +138,10 @@ RESOURCES: list[Resource] = [
              "CertificateSigningRequest", "certificates.k8s.io", "v1", False, ("csr",),
              subresources=(("approval", "CertificateSigningRequest", _STATUS_VERBS),
                            ("status", "CertificateSigningRequest", _STATUS_VERBS))),
+    Resource("daemonsets", "daemonset", "DaemonSet", "apps", "v1", True, ("ds",),
+             ("get", "list", "watch"), ("all",), derived="DaemonSet"),
+    Resource("replicasets", "replicaset", "ReplicaSet", "apps", "v1", True, ("rs",),
+             ("get", "list", "watch"), ("all",), derived="ReplicaSet"),
     Resource("selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview",
              "authorization.k8s.io", "v1", False, verbs=("create",), stored=False),
     Resource("selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview",
@@ -146,7 +150,7 @@ RESOURCES: list[Resource] = [
              "authentication.k8s.io", "v1", False, verbs=("create",), stored=False),
 ]
 
-GROUPS = ["coordination.k8s.io", "certificates.k8s.io", "authorization.k8s.io",
+GROUPS = ["apps", "coordination.k8s.io", "certificates.k8s.io", "authorization.k8s.io",
           "authentication.k8s.io"]
 
 
@@ -481,6 +485,8 @@ class ApiServer:
         return Response(status, dumps(obj))
 
     def _served(self, res: Resource) -> bool:
+        if res.derived:
+            return "pods" in self.store.collections
         return not res.stored or res.name in self.store.collections
 
     def _api_versions(self) -> dict:
@@ -580,9 +586,10 @@ class ApiServer:
             verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update",
                     "PATCH": "patch", "DELETE": "delete"}.get(method, verb)
         resource = f"{res.name}/{t.sub}" if t.sub else res.name
-        name = t.name.split(":")[0] if t.sub == "proxy" else t.name
-        if t.sub == "proxy" and name.startswith(("https", "http")) and name.count(":") >= 1:
-            name = t.name.split(":")[1]
+        name = t.name
+        if t.sub == "proxy":  # NAME, NAME:PORT or SCHEME:NAME:PORT
+            pieces = t.name.split(":")
+            name = pieces[1] if pieces[0] in ("http", "https") and len(pieces) > 1 else pieces[0]
         if not self._authorize(user, verb, res.group, resource, t.namespace, name):
             raise ApiError(403, "Forbidden",
                            _forbidden_message(user.name, verb, res, resource, t.namespace, name),
@@ -591,6 +598,9 @@ class ApiServer:
             return await self._review(req, user, t)
         if t.sub == "proxy":
             return await self._proxy(req, t, name)
+        if res.derived and verb not in READ_VERBS:
+            raise ApiError(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource")
         if verb in ("list", "watch"):
             if watching:
                 return await self._watch(req, t)
@@ -623,6 +633,8 @@ class ApiServer:
                         self._details(res, name))
 
     def _collection(self, res: Resource) -> Collection:
+        if res.derived:
+            return _Derived(self.store, res)  # type: ignore[return-value]
         return self.store[res.name]
 
     def _lookup(self, t: Target) -> Stored:
@@ -638,7 +650,8 @@ class ApiServer:
     def _get(self, req: Request, t: Target) -> Response:
         stored = self._lookup(t)
         if _wants_table(req.headers.get("accept") or ""):
-            body = self.tables.table(t.res.name, [stored], self.store.rv, self._include(req))
+            body = self.tables.table(t.res.name, [stored], self.store.rv, self._include(req),
+                                     live=len(self._collection(t.res).items))
             return Response(200, body)
         return Response(200, stored.raw)
 
@@ -683,7 +696,8 @@ class ApiServer:
             if pred is None:
                 remaining = hi - i
         if _wants_table(req.headers.get("accept") or ""):
-            body = self.tables.table(t.res.name, items, rv, self._include(req), cont, remaining)
+            body = self.tables.table(t.res.name, items, rv, self._include(req), cont, remaining,
+                                     live=len(coll.items))
         else:
             body = join_list(t.res.kind + "List", t.res.api_version, rv, items, cont, remaining)
         return Response(200, body)
@@ -731,7 +745,8 @@ class ApiServer:
         def render(event: WatchEvent, now: float) -> bytes:
             if not table:
                 return event.line()
-            obj = tables.table(resource, [event.stored], event.stored.rv, include, now=now)
+            obj = tables.table(resource, [event.stored], event.stored.rv, include, now=now,
+                               live=len(coll.items))
             return b'{"type":"' + event.type.encode() + b'","object":' + obj + b"}\n"
 
         def bookmark(extra: dict | None = None) -> bytes:
@@ -924,7 +939,10 @@ class ApiServer:
             grace = ((body.get("deleteOptions") or {}).get("gracePeriodSeconds")
                      if isinstance(body, dict) else None)
             if not dry:
-                await self._cluster(t, t.name, "delete_pod", t.namespace, t.name, grace)
+                if getattr(self.cluster, "evict_pod", None) is not None:
+                    await self._cluster(t, t.name, "evict_pod", t.namespace, t.name)
+                else:
+                    await self._cluster(t, t.name, "delete_pod", t.namespace, t.name, grace)
             return self._json({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                "status": "Success", "code": 201}, 201)
         if t.name:
@@ -1251,6 +1269,103 @@ class ApiServer:
             status["reason"] = "allowed by the lab's read-only policy"
         obj["status"] = status
         return self._json(obj, 201)
+
+
+class _Derived:
+    """DaemonSets and ReplicaSets, read-only, derived from the pods' controller references
+    (what `kubectl drain --ignore-daemonsets` and `kubectl get ds` need). They do not change
+    on their own, so a watch on them only ever sends the initial state and bookmarks."""
+
+    def __init__(self, store: Any, res: Resource) -> None:
+        self.store = store
+        self.res = res
+        self.watchers: set = set()
+        self._items: dict[tuple[str, str], Stored] | None = None
+
+    def _build(self, namespace: str | None = None, name: str | None = None) -> dict:
+        pods = self.store["pods"]
+        keys = pods.keys_sorted()
+        if namespace:
+            lo = bisect.bisect_left(keys, (namespace, ""))
+            hi = bisect.bisect_left(keys, (namespace + "\0", ""))
+        else:
+            lo, hi = 0, len(keys)
+        kind = self.res.derived
+        needle = b'"kind":"' + kind.encode() + b'"'
+        name_needle = b'"name":' + dumps(name) if name else b""
+        groups: dict[tuple[str, str], list[tuple[Stored, dict, dict]]] = {}
+        for key in keys[lo:hi]:
+            stored = pods.items[key]
+            if needle not in stored.raw or (name_needle and name_needle not in stored.raw):
+                continue
+            pod = stored.object()
+            for ref in pod.get("metadata", {}).get("ownerReferences") or []:
+                if ref.get("kind") == kind and ref.get("controller", True):
+                    if not name or ref.get("name") == name:
+                        groups.setdefault((key[0], ref["name"]), []).append((stored, pod, ref))
+        out: dict[tuple[str, str], Stored] = {}
+        for (ns, owner), members in groups.items():
+            obj = self._object(ns, owner, members)
+            rv = max(s.rv for s, _, _ in members)
+            out[(ns, owner)] = Stored(owner, ns, rv, dumps(obj), obj["metadata"]["labels"], {},
+                                      obj)
+        return dict(sorted(out.items()))
+
+    def _object(self, ns: str, owner: str, members: list) -> dict:
+        first_pod = members[0][1]
+        ref = members[0][2]
+        labels = dict(first_pod["metadata"].get("labels") or {})
+        labels.pop("pod-template-hash", None)
+        created = min(p["metadata"].get("creationTimestamp") or "" for _, p, _ in members)
+        n = len(members)
+        ready = sum(1 for _, p, _ in members if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or []))
+        spec_pod = {k: v for k, v in (first_pod.get("spec") or {}).items() if k != "nodeName"}
+        meta = {"name": owner, "namespace": ns, "uid": ref.get("uid", ""),
+                "resourceVersion": str(max(s.rv for s, _, _ in members)),
+                "generation": 1, "creationTimestamp": created, "labels": labels}
+        spec: dict[str, Any] = {"selector": {"matchLabels": labels},
+                                "template": {"metadata": {"labels": labels}, "spec": spec_pod}}
+        if self.res.derived == "DaemonSet":
+            spec["updateStrategy"] = {"type": "RollingUpdate",
+                                      "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+            status = {"currentNumberScheduled": n, "desiredNumberScheduled": n,
+                      "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                      "updatedNumberScheduled": n, "observedGeneration": 1}
+            if n - ready:
+                status["numberUnavailable"] = n - ready
+        else:
+            spec["replicas"] = n
+            status = {"replicas": n, "fullyLabeledReplicas": n, "readyReplicas": ready,
+                      "availableReplicas": ready, "observedGeneration": 1}
+        return {"kind": self.res.kind, "apiVersion": self.res.api_version, "metadata": meta,
+                "spec": spec, "status": status}
+
+    @property
+    def items(self) -> dict[tuple[str, str], Stored]:
+        if self._items is None:
+            self._items = self._build()
+        return self._items
+
+    def keys_sorted(self) -> list[tuple[str, str]]:
+        return list(self.items)
+
+    def get(self, namespace: str, name: str) -> Stored | None:
+        if self._items is None:
+            return self._build(namespace, name).get((namespace, name))
+        return self._items.get((namespace, name))
+
+    def watch(self, since: int | None, namespace: str | None = None, match: Any = None):
+        from lab.store import Watcher
+
+        watcher = Watcher(self, namespace, match or (lambda s: True))  # type: ignore[arg-type]
+        backlog = []
+        if not since:
+            backlog = [WatchEvent("ADDED", s) for s in self.items.values()
+                       if (not namespace or s.namespace == namespace)
+                       and (match is None or match(s))]
+        return watcher, backlog
 
 
 def _as_bytes(chunk: Any) -> bytes:

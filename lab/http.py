@@ -131,6 +131,11 @@ def make_ssl_context(certfile: str, keyfile: str, cafile: str | None = None) -> 
     return ctx
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return bool(task is not None and task.cancelling())
+
+
 class _Connection:
     def __init__(self, handler: Handler, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -164,10 +169,14 @@ class _Connection:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError,
                 OSError):
             pass
+        except asyncio.CancelledError:  # the server is stopping: drop the connection now
+            self.writer.transport.abort()
+            raise
         finally:
             self.writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.wait_closed(), 2)
+            if not _cancelling():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.writer.wait_closed(), 2)
 
     async def _read_request(self) -> Request | None:
         # Wait for the first byte with the idle timeout, then for the head with the head timeout.
@@ -343,15 +352,13 @@ class _Connection:
         # A read that completes means the client closed (or sent something, which for a
         # streaming response we treat the same way: the stream belongs to this request).
         eof = asyncio.ensure_future(self.reader.read(1))
+        step: asyncio.Future | None = None
         try:
             await self._drain()
             while True:
                 step = asyncio.ensure_future(iterator.__anext__())
                 done, _ = await asyncio.wait({step, eof}, return_when=asyncio.FIRST_COMPLETED)
                 if step not in done:
-                    step.cancel()
-                    with contextlib.suppress(BaseException):
-                        await step
                     return False
                 try:
                     chunk = step.result()
@@ -370,10 +377,13 @@ class _Connection:
             traceback.print_exc(file=sys.stderr)
             return False
         finally:
-            if not eof.done():
-                eof.cancel()
-                with contextlib.suppress(BaseException):
-                    await eof
+            # Whatever ended the stream (the client, an error, the server stopping), the
+            # iterator's pending step is cancelled so its cleanup (closing a watcher) runs.
+            for pending in (step, eof):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(BaseException):

@@ -313,7 +313,7 @@ class Machine:
         if self.io_await_ms > 50:
             base += self.io_await_ms / 1000 * (150 + containers * 2)
         if len(self.pods) > 110:
-            base += (len(self.pods) - 110) * 1.5
+            base += (len(self.pods) - 110) * 1.6
         return base
 
     def pleg_age(self, now: float) -> float:

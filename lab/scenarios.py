@@ -151,17 +151,20 @@ def _kubelet_oom(m: Machine, at: float) -> None:
 def _too_many_pods(m: Machine, at: float) -> None:
     cfg = m.files["/var/lib/kubelet/config.yaml"]
     m.files["/var/lib/kubelet/config.yaml"] = cfg.replace("maxPods: 110", "maxPods: 250")
-    for i in range(236 - len(m.pods)):
-        _pod(m, "ci", f"runner-job-{m.index:04d}{i:03d}-x{i % 7}", "ci-runner",
-             "registry.example.com/ci/runner:4.2.0", 52 * MiB, at - 300 + i)
     m.kubelet_rss = int(1.45 * GiB)
+    count = 236 - len(m.pods)
+    # Packed until the node has about 60 MiB left: below the 100Mi eviction threshold.
+    each = (m.memory_available() - 60 * MiB) // count
+    for i in range(count):
+        _pod(m, "ci", f"runner-job-{m.index:04d}{i:03d}-x{i % 7}", "ci-runner",
+             "registry.example.com/ci/runner:4.2.0", each, at - 300 + i)
     m.goroutines_base = 2900
 
 
 def _pid_exhaustion(m: Machine, at: float) -> None:
     pod = _pod(m, "batch", "report-gen-6d5f8b7c9-mz2lt", "report-gen",
                "registry.example.com/reports/report-gen:0.9.3", 600 * MiB, at)
-    pod.pids = m.pids_max - m.pids_used() + 1
+    pod.pids = m.pids_max - (m.pids_used() - pod.pids)
     m.faults["pid_leak"] = Fault("pid_leak", at, {"pod": f"{pod.namespace}/{pod.name}"})
 
 

@@ -56,7 +56,8 @@ def parse_label_selector(text: str | None) -> Callable[[dict[str, str]], bool] |
 
     def expect_values(j: int) -> tuple[set[str], int]:
         if j >= n or toks[j] != "(":
-            raise SelectorError(f"unable to parse requirement: found '{toks[j] if j < n else ''}', expected: '('")
+            found = toks[j] if j < n else ""
+            raise SelectorError(f"unable to parse requirement: found '{found}', expected: '('")
         j += 1
         values: set[str] = set()
         expect_value = True
@@ -68,7 +69,8 @@ def parse_label_selector(text: str | None) -> Callable[[dict[str, str]], bool] |
                 expect_value = True
             else:
                 if not expect_value:
-                    raise SelectorError(f"unable to parse requirement: found '{tok}', expected: ','")
+                    raise SelectorError(
+                        f"unable to parse requirement: found '{tok}', expected: ','")
                 values.add(_check_value(tok))
                 expect_value = False
             j += 1
@@ -86,7 +88,8 @@ def parse_label_selector(text: str | None) -> Callable[[dict[str, str]], bool] |
             i += 2
         else:
             if tok in ("=", "==", "!=", "(", ")", ","):
-                raise SelectorError(f"unable to parse requirement: found '{tok}', expected: identifier")
+                raise SelectorError(
+                    f"unable to parse requirement: found '{tok}', expected: identifier")
             key = tok
             i += 1
             if i >= n or toks[i] == ",":

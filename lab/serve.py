@@ -71,7 +71,7 @@ class Lab:
 
     async def start(self) -> None:
         from lab.apiserver import ApiServer
-        from lab.kubelet import KubeletServers
+        from lab.kubelet import KubeletServers, proxy_request
         from lab.sshd import SshLab
 
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -87,15 +87,20 @@ class Lab:
         self.api = ApiServer(cluster)
         self.api_port = await self.api.start("127.0.0.1", port)
         machines = {name: s.machine for name, s in cluster.nodes.items()}
-        self.kubelets = KubeletServers(machines, cluster.ca)
+        self.kubelets = KubeletServers(machines, cluster.ca,
+                                       authenticate_token=self._kubelet_token)
         await self.kubelets.start()
-        cluster.kubelet_proxy = self.kubelets.proxy
+        cluster.kubelet_proxy = proxy_request
         self.ssh = SshLab()
         client_key = self._client_key()
         await self.ssh.start(machines, client_key.export_public_key().decode(),
                              node_port=self.node_ssh_port)
         self._write_files(client_key)
         self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def _kubelet_token(self, token: str) -> bool:
+        """The kubelet's webhook authentication: a token the API server knows."""
+        return self.cluster is not None and token in self.cluster.tokens
 
     def _client_key(self):
         import asyncssh

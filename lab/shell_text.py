@@ -1176,6 +1176,8 @@ class _Awk:
                 return int(any(vals) if op == "||" else all(vals))
         if text.startswith("!") and not text.startswith("!="):
             return int(not self.truth(self.expr(text[1:])))
+        if re.fullmatch(r"/(?:[^/\\]|\\.)*/", text):
+            return int(re.search(ere_to_python(text[1:-1]), self.line) is not None)
         for op in ("!~", "~"):
             parts = _split_top(text, op)
             if len(parts) == 2:
@@ -1203,8 +1205,6 @@ class _Awk:
             parts = _split_top(text, op, binary=True)
             if len(parts) > 1:
                 return self._arith(text)
-        if text.startswith("/") and text.endswith("/") and len(text) > 1:
-            return int(re.search(ere_to_python(text[1:-1]), self.line) is not None)
         if text.startswith("(") and text.endswith(")"):
             return self.expr(text[1:-1])
         # concatenation of terms

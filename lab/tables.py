@@ -20,7 +20,8 @@ _NAME_DESC = (
     "Name must be unique within a namespace. Is required when creating resources, although some "
     "resources may allow a client to request the generation of an appropriate name automatically. "
     "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
-    "updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+    "updated. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
 )
 _AGE_DESC = (
     "CreationTimestamp is a timestamp representing the server time when this object was created. "
@@ -375,7 +376,69 @@ def print_default(obj: dict) -> list:
     return [obj["metadata"]["name"], _created(obj)]
 
 
+def _pod_template_cells(obj: dict) -> list:
+    containers = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers") or []
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+    return [",".join(c.get("name", "") for c in containers),
+            ",".join(c.get("image", "") for c in containers), selector]
+
+
+DAEMONSET_COLUMNS = [
+    col("Name", _NAME_DESC, fmt="name"),
+    col("Desired", "The desired number of nodes that should be running the daemon pod.",
+        type_="integer"),
+    col("Current", "The number of nodes running at least one daemon pod.", type_="integer"),
+    col("Ready", "The number of nodes that should be running the daemon pod and have one or "
+        "more of the daemon pod running and ready.", type_="integer"),
+    col("Up-to-date", "The total number of nodes that are running updated daemon pod",
+        type_="integer"),
+    col("Available", "The number of nodes that should be running the daemon pod and have one "
+        "or more of the daemon pod running and available.", type_="integer"),
+    col("Node Selector", "NodeSelector is a selector which must be true for the pod to fit on "
+        "a node."),
+    col("Age", _AGE_DESC),
+    col("Containers", "Names of each container in the template.", 1),
+    col("Images", "Images referenced by each container in the template.", 1),
+    col("Selector", "A label query over pods that are managed by the daemon set.", 1),
+]
+
+
+def print_daemonset(obj: dict) -> list:
+    st = obj.get("status") or {}
+    node_selector = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "nodeSelector") or {}
+    return [obj["metadata"]["name"], st.get("desiredNumberScheduled", 0),
+            st.get("currentNumberScheduled", 0), st.get("numberReady", 0),
+            st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
+            ",".join(f"{k}={v}" for k, v in sorted(node_selector.items())) or "<none>",
+            _created(obj), *_pod_template_cells(obj)]
+
+
+REPLICASET_COLUMNS = [
+    col("Name", _NAME_DESC, fmt="name"),
+    col("Desired", "Number of desired pods.", type_="integer"),
+    col("Current", "Number of actual replicas.", type_="integer"),
+    col("Ready", "The number of ready replicas for this replica set.", type_="integer"),
+    col("Age", _AGE_DESC),
+    col("Containers", "Names of each container in the template.", 1),
+    col("Images", "Images referenced by each container in the template.", 1),
+    col("Selector", "Selector is a label query over pods that should match the replica count.",
+        1),
+]
+
+
+def print_replicaset(obj: dict) -> list:
+    st = obj.get("status") or {}
+    return [obj["metadata"]["name"], (obj.get("spec") or {}).get("replicas", 0),
+            st.get("replicas", 0), st.get("readyReplicas", 0), _created(obj),
+            *_pod_template_cells(obj)]
+
+
 PRINTERS: dict[str, tuple[list[dict], Callable[[dict], list]]] = {
+    "daemonsets": (DAEMONSET_COLUMNS, print_daemonset),
+    "replicasets": (REPLICASET_COLUMNS, print_replicaset),
     "nodes": (NODE_COLUMNS, print_node),
     "leases": (LEASE_COLUMNS, print_lease),
     "pods": (POD_COLUMNS, print_pod),
@@ -469,7 +532,9 @@ class TableCache:
 
     def table(self, resource: str, items: Iterable[Stored], rv: int, include: str = "Metadata",
               cont: str = "", remaining: int | None = None, now: float | None = None,
-              columns: bool = True) -> bytes:
+              columns: bool = True, live: int = 0) -> bytes:
+        """A Table of `items`; `live` is how many objects the collection holds, so rows of
+        deleted objects can be dropped once they outnumber the living."""
         now = time.time() if now is None else now
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         if cont:
@@ -479,7 +544,7 @@ class TableCache:
         rows = b",".join(self.row_bytes(resource, s, now, include) for s in items)
         cols = dumps(self.columns(resource)) if columns else b"[]"
         rows_map = self._rows.get(resource)
-        if rows_map is not None and len(rows_map) > 20_000:
+        if rows_map is not None and len(rows_map) > 2 * live + 1000:
             rows_map.clear()
         return (b'{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":' + dumps(meta)
                 + b',"columnDefinitions":' + cols + b',"rows":[' + rows + b"]}")

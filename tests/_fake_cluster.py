@@ -58,7 +58,8 @@ def make_node(i: int, now: float, ready: str = "True") -> dict:
         "spec": {"podCIDR": f"10.244.{i}.0/24"},
         "status": {
             "conditions": [
-                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+                {"type": "MemoryPressure", "status": "False",
+                 "reason": "KubeletHasSufficientMemory",
                  "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
                  "message": "kubelet has sufficient memory available"},
                 {"type": "Ready", "status": ready, "reason": "KubeletReady",
@@ -130,6 +131,19 @@ class FakeCluster:
                        "containerStatuses": [{"name": "web", "ready": True, "restartCount": 0,
                                               "state": {"running": {"startedAt": rfc3339(now)}}}]},
         })
+        for name, ns, kind, owner in (("kube-proxy-x7k2p", "kube-system", "DaemonSet",
+                                       "kube-proxy"),
+                                      ("api-7c9d4-qz5wt", "default", "ReplicaSet", "api-7c9d4")):
+            s["pods"].put({
+                "metadata": {"name": name, "namespace": ns, "labels": {"app": owner},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind,
+                                                  "name": owner, "uid": f"uid-{owner}",
+                                                  "controller": True}]},
+                "spec": {"nodeName": "node-0008",
+                         "containers": [{"name": owner, "image": f"registry/{owner}:1"}]},
+                "status": {"phase": "Running", "podIP": "10.244.8.7",
+                           "conditions": [{"type": "Ready", "status": "True"}]},
+            })
         s["certificatesigningrequests"].put({
             "metadata": {"name": "csr-node-0002"},
             "spec": {"request": base64.b64encode(b"-----BEGIN CERTIFICATE REQUEST-----\n").decode(),

@@ -237,7 +237,10 @@ async def test_namespaced_and_cluster_wide_lists(lab):
     r = await c.get("/apis/coordination.k8s.io/v1/namespaces/default/leases")
     assert r.json()["items"] == []
     r = await c.get("/api/v1/pods")
-    assert [i["metadata"]["name"] for i in r.json()["items"]] == ["web-1"]
+    assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in r.json()["items"]] == [
+        ("default", "api-7c9d4-qz5wt"), ("default", "web-1"), ("kube-system", "kube-proxy-x7k2p")]
+    r = await c.get("/api/v1/namespaces/kube-system/pods")
+    assert [i["metadata"]["name"] for i in r.json()["items"]] == ["kube-proxy-x7k2p"]
 
 
 async def test_label_and_field_selectors(lab):
@@ -336,7 +339,8 @@ async def test_table_age_is_computed_per_request(lab, monkeypatch):
 
 async def test_other_tables(lab):
     c = lab.client()
-    r = await c.get("/api/v1/pods", headers={"Accept": TABLE})
+    r = await c.get("/api/v1/pods", headers={"Accept": TABLE},
+                    params={"fieldSelector": "metadata.name=web-1"})
     t = r.json()
     assert [d["name"] for d in t["columnDefinitions"]] == [
         "Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node",
@@ -351,7 +355,8 @@ async def test_other_tables(lab):
     names = [d["name"] for d in t["columnDefinitions"] if d["priority"] == 0]
     assert names == ["Last Seen", "Type", "Reason", "Object", "Message"]
     cells = t["rows"][0]["cells"]
-    assert cells[:4] == ["60s", "Normal", "NodeReady", "node/node-0001"]
+    assert cells[0] in ("60s", "61s", "62s")  # LAST SEEN: the event was last seen 60 s ago
+    assert cells[1:4] == ["Normal", "NodeReady", "node/node-0001"]
     assert cells[5] == "kubelet, node-0001" and cells[8] == 2
 
     r = await c.get("/apis/certificates.k8s.io/v1/certificatesigningrequests",
@@ -702,6 +707,9 @@ async def test_node_proxy(lab):
     r = await c.get("/api/v1/nodes/node-0002:10250/proxy/healthz")
     assert r.text == "ok"
     assert lab.cluster.calls[-1][:4] == ("kubelet", "node-0002", "GET", "/healthz")
+    r = await c.get("/api/v1/nodes/https:node-0003:10250/proxy/healthz")
+    assert r.text == "ok"
+    assert lab.cluster.calls[-1][:4] == ("kubelet", "node-0003", "GET", "/healthz")
     r = await c.get("/api/v1/nodes/node-0001/proxy/logs/",
                     params={"query": "kubelet", "tailLines": "3"})
     assert r.headers["transfer-encoding"] == "chunked"
@@ -743,3 +751,51 @@ def test_collection_type_is_the_store_one():
     from tests._fake_cluster import FakeCluster
 
     assert isinstance(FakeCluster(nodes=1).store["nodes"], Collection)
+
+
+async def test_workloads_derived_from_pods(lab):
+    c = lab.client()
+    r = await c.get("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy")
+    assert r.status_code == 200
+    ds = r.json()
+    assert ds["kind"] == "DaemonSet" and ds["apiVersion"] == "apps/v1"
+    assert ds["metadata"]["uid"] == "uid-kube-proxy"
+    assert ds["status"]["desiredNumberScheduled"] == 1 and ds["status"]["numberReady"] == 1
+    r = await c.get("/apis/apps/v1/namespaces/default/daemonsets/kube-proxy")
+    assert r.status_code == 404
+    assert r.json()["message"] == 'daemonsets.apps "kube-proxy" not found'
+    r = await c.get("/apis/apps/v1/replicasets")
+    assert [i["metadata"]["name"] for i in r.json()["items"]] == ["api-7c9d4"]
+    r = await c.get("/apis/apps/v1/daemonsets", headers={"Accept": TABLE})
+    assert r.json()["rows"][0]["cells"][:6] == ["kube-proxy", 1, 1, 1, 1, 1]
+    r = await c.request("DELETE", "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy")
+    assert r.status_code == 405
+
+
+async def test_eviction(lab):
+    c = lab.client()
+    r = await c.post("/api/v1/namespaces/default/pods/api-7c9d4-qz5wt/eviction",
+                     json={"apiVersion": "policy/v1", "kind": "Eviction",
+                           "metadata": {"name": "api-7c9d4-qz5wt", "namespace": "default"}})
+    assert r.status_code == 201 and r.json()["status"] == "Success"
+    assert lab.cluster.calls[-1] == ("delete_pod", "default", "api-7c9d4-qz5wt", None)
+    r = await c.post("/api/v1/namespaces/default/pods/nope/eviction", json={})
+    assert r.status_code == 404
+
+
+async def test_stop_ends_open_watches(lab):
+    c = lab.client()
+    async with c.stream("GET", "/api/v1/nodes", params={"watch": "true"}) as r:
+        lines = r.aiter_lines()
+        await lines.__anext__()
+        start = time.monotonic()
+        await asyncio.wait_for(lab.server.stop(), 5)
+
+        async def drain():
+            async for _ in lines:
+                pass
+
+        with pytest.raises(httpx.RemoteProtocolError):  # cut mid-stream, as a dying server does
+            await asyncio.wait_for(drain(), 5)
+    assert time.monotonic() - start < 5
+    assert not lab.cluster.store["nodes"].watchers

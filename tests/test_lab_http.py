@@ -78,7 +78,8 @@ async def server():
 async def test_keep_alive_query_and_headers(server):
     reader, writer = await _open(server)
     for i in range(3):
-        writer.write(f"GET /a/b%20c?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Test: v{i}\r\n\r\n".encode())
+        writer.write(f"GET /a/b%20c?x=1&x=2&y= HTTP/1.1\r\nHost: h\r\nX-Test: v{i}\r\n\r\n"
+                     .encode())
         status, headers, body = await _read_response(reader)
         assert status == 200
         assert body.decode() == f"GET /a/b c [('x', ['1', '2']), ('y', [''])] v{i} 0 b''"
