@@ -71,6 +71,45 @@ def start_unit(m: Machine, name: str, now: float) -> str | None:
     return None
 
 
+def kill_unit(m: Machine, name: str, signal: str, now: float) -> str | None:
+    """`kill -SIG PID` / `systemctl kill`: SIGKILL ends even a deadlocked process at once, and
+    systemd (Restart=always) starts the unit again; SIGTERM is ignored by a deadlocked containerd."""
+    m.catch_up(now)
+    signal = signal.upper().removeprefix("SIG")
+    number = {"KILL": 9, "TERM": 15, "HUP": 1, "INT": 2}.get(signal, 15)
+    unit = m.unit(name)
+    if unit is None:
+        return f"Failed to kill unit {name}.service: Unit {name}.service not loaded."
+    if not unit.running and unit.active != "deactivating":
+        return None
+    if signal == "0":
+        return None
+    if unit.name == "containerd":
+        if signal != "KILL" and "runtime_hung" in m.faults:
+            return None
+        m.cancel("stop-containerd")
+        _systemd(m, "containerd", now, f"containerd.service: Main process exited, code=killed, "
+                 f"status={number}/{signal}")
+        _systemd(m, "containerd", now, "containerd.service: Failed with result 'signal'.")
+        m.faults.pop("runtime_hung", None)
+        m.faults.pop("socket_missing", None)
+        c = m.containerd
+        c.active, c.sub, c.since = "activating", "auto-restart", now
+        c.restarts += 1
+        m.at(now + 5.0, "start-containerd", lambda t: start_containerd(m, t))
+    elif unit.name == "kubelet":
+        _systemd(m, "kubelet", now, f"kubelet.service: Main process exited, code=killed, "
+                 f"status={number}/{signal}")
+        _stop_kubelet(m, now)
+        m.kubelet.restarts += 1
+        m.at(now + 10.0, "start-kubelet", lambda t: start_kubelet(m, t))
+    else:
+        unit.since = now
+        unit.pid += 3
+    m.changed()
+    return None
+
+
 def _stop_kubelet(m: Machine, now: float) -> None:
     k = m.kubelet
     m.cancel("kubelet-crashloop")
@@ -376,7 +415,7 @@ def _logrus(ts: float) -> str:
 
 
 __all__ = [
-    "restart_unit", "stop_unit", "start_unit", "start_kubelet", "start_containerd", "modprobe",
+    "restart_unit", "stop_unit", "kill_unit", "start_unit", "start_kubelet", "start_containerd", "modprobe",
     "write_file", "remove_file", "swapoff", "swapon", "prune_images", "vacuum_journal",
     "step_clock", "install_cni", "remove_pod", "set_partition", "approve_client_certificate",
     "schedule_kubelet_oom", "Fault", "GiB",

@@ -208,6 +208,7 @@ def _sort_tail(m: Machine) -> None:
         if n < 2:
             continue
         tail = [entries.pop() for _ in range(n)]
+        tail.reverse()
         tail.sort(key=lambda e: e.ts)
         entries.extend(tail)
 

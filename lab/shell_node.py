@@ -613,17 +613,7 @@ async def pgrep(ctx: Ctx, argv: list[str]) -> int:
 
 def kill_unit(m: Machine, name: str, signal: str, now: float) -> str | None:
     """The unit's main process gets a signal; systemd restarts it as its unit file says."""
-    killer = getattr(effects, "kill_unit", None)
-    if killer is not None:
-        return killer(m, name, signal, now)
-    unit = m.unit(name)
-    if unit is None:
-        return f"Failed to kill unit {name}.service: Unit {name}.service not loaded."
-    if not unit.running and unit.active != "deactivating":
-        return None
-    if unit.name == "kubelet":
-        return effects.restart_unit(m, "kubelet", now, delay=10.0)
-    return effects.restart_unit(m, unit.name, now)
+    return effects.kill_unit(m, name, signal, now)
 
 
 _SIGNALS = {"9": "KILL", "15": "TERM", "1": "HUP", "2": "INT", "KILL": "KILL", "TERM": "TERM",
