@@ -271,6 +271,10 @@ class Cluster:
             state.last_post = now - jitter
             state.lease_renew = now - jitter
             self._post(state, now, transition_at=(fail_at + 20) if fail_at else None)
+            if state.conditions["Ready"][0] == "True":
+                posted = now - m.rng.uniform(0, STATUS_REPORT)
+                for cond in state.conditions.values():
+                    cond[3] = posted
         else:
             last = (fail_at or now) + 3
             for cond in state.conditions.values():
@@ -278,7 +282,8 @@ class Cluster:
             state.last_post = last
             state.lease_renew = last
             self._node_controller(state, last + GRACE + 2)
-        state.next_status = now + m.rng.uniform(0, 10)
+        state.next_status = min(state.conditions["Ready"][3] + STATUS_REPORT,
+                                now + m.rng.uniform(0, 10) if not fail_at else now + 10)
         if fail_at:
             self._history_events(state, fail_at)
         self._sync_pods(state, now)

@@ -137,7 +137,7 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
             f'"Failed to ensure lease exists, will retry" err="Get \\"{api}/apis/'
             f'coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}?timeout=10s\\": '
             f'{err}" interval="7s"')))
-    elif now > m.client_cert_not_after > 0:
+    elif now >= m.client_cert_not_after > 0:
         out.append((10.0, lambda t: klog(
             m, t, "E", "kubelet_node_status.go:549",
             f'"Error updating node status, will retry" err="error getting node \\"{name}\\": '

@@ -361,7 +361,7 @@ class Machine:
             return (f'tls: failed to verify certificate: x509: certificate has expired or is not '
                     f'yet valid: current time {_go_time(node_now)} is before '
                     f'{_go_time(api_cert_not_before)}')
-        if now > self.client_cert_not_after:
+        if now >= self.client_cert_not_after:
             return "Unauthorized"
         return None
 

@@ -30,15 +30,11 @@ class NodewbApp(App):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, kubeconfig: str | None, context: str | None, ssh_config: str | None,
-                 title: str = "nodewb", clock=time.time) -> None:
+    def __init__(self, source: "NodeSource", title: str = "nodewb", clock=time.time) -> None:
         super().__init__()
-        self.kubeconfig = kubeconfig
-        self.context = context
-        self.ssh_config = ssh_config
+        self.source = source
         self.sub_title = title
         self.clock = clock
-        self.kube: Kube | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -65,9 +61,7 @@ class NodewbApp(App):
     @work(exclusive=True, group="list-nodes", thread=True, exit_on_error=False)
     def load_nodes(self) -> None:
         try:
-            if self.kube is None:
-                self.kube = Kube(self.kubeconfig, self.context)
-            records = self.kube.list_nodes()
+            records = self.source.list_nodes()
         except KubeError as err:
             self.call_from_thread(self.show_error, str(err))
             return
@@ -94,7 +88,7 @@ class NodewbApp(App):
                 key=r.name,
             )
         bad = sum(1 for r in records if r.ready != "True")
-        context = self.kube.context if self.kube else ""
+        context = self.source.context
         self.query_one("#summary", Static).update(Text.assemble(
             (f"{context}  ", "bold"), f"{len(records)} nodes  ",
             (f"{bad} not ready", "bold red" if bad else "green")))
@@ -104,7 +98,25 @@ class NodewbApp(App):
         self.notify(f"{event.row_key.value}: the node view is not built yet", timeout=3)
 
 
+class NodeSource:
+    """Where the fleet comes from: a cluster reached through a kubeconfig, connected lazily."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        self.kubeconfig = kubeconfig
+        self.requested_context = context
+        self.kube: Kube | None = None
+
+    @property
+    def context(self) -> str:
+        return self.kube.context if self.kube else (self.requested_context or "")
+
+    def list_nodes(self) -> list[NodeRecord]:
+        if self.kube is None:
+            self.kube = Kube(self.kubeconfig, self.requested_context)
+        return self.kube.list_nodes()
+
+
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
             title: str = "nodewb") -> int:
-    NodewbApp(kubeconfig, context, ssh_config, title=title).run()
+    NodewbApp(NodeSource(kubeconfig, context), title=title).run()
     return 0
