@@ -53,7 +53,7 @@ NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "apps"
 
 
 def _suffix(rng: random.Random, n: int = 5) -> str:
-    return "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(n))
+    return "".join(rng.choices("bcdfghjklmnpqrstvwxz2456789", k=n))
 
 
 @dataclass

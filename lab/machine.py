@@ -206,6 +206,7 @@ class Machine:
         self.pending_csr: str | None = None
         self.cert_rotation_error = ""
         self.files: dict[str, str] = {}
+        self._config_cache: tuple[str, dict[str, str]] | None = None
         self.journals: dict[str, Journal] = {}
         self.journal_upto = boot_time
         self.timers: list[tuple[float, str, Callable[[float], None]]] = []
@@ -238,8 +239,12 @@ class Machine:
     @property
     def kubelet_config(self) -> dict[str, str]:
         """The scalar keys of /var/lib/kubelet/config.yaml, as the kubelet parses them at start."""
-        out: dict[str, str] = {}
         text = self.files.get("/var/lib/kubelet/config.yaml", "")
+        cached = self._config_cache
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        out: dict[str, str] = {}
+        self._config_cache = (text, out)
         for line in text.splitlines():
             m = re.match(r"^([A-Za-z]+):\s*(\S.*)?$", line)
             if m and m.group(2) is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from lab.cluster import Cluster
 
 TICK = 1.0
+COMPACTION = 300.0  # the API server compacts its storage every five minutes, as etcd is told to
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -152,8 +153,15 @@ class Lab:
 
     async def _tick_loop(self) -> None:
         assert self.cluster is not None
+        store = self.cluster.store
+        next_compaction = time.monotonic() + COMPACTION
+        compact_to = store.rv
         while True:
             started = time.monotonic()
+            if started >= next_compaction:
+                store.compact(compact_to)  # keeps the last five minutes of history
+                compact_to = store.rv
+                next_compaction = started + COMPACTION
             try:
                 self.cluster.tick(time.time())
             except Exception as exc:  # the lab keeps running; the fault is reported

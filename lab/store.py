@@ -236,11 +236,14 @@ class Store:
     def __getitem__(self, resource: str) -> Collection:
         return self.collections[resource]
 
-    def compact(self) -> None:
-        """Forget all watch history, as an etcd compaction does: older resourceVersions get 410."""
+    def compact(self, upto: int | None = None) -> None:
+        """Forget watch history up to `upto` (all of it by default), as an etcd compaction does:
+        a watch from an older resourceVersion then gets 410 Gone."""
+        upto = self.rv if upto is None else upto
         for collection in self.collections.values():
-            collection.history.clear()
-            collection.floor = self.rv
+            while collection.history and collection.history[0][0] <= upto:
+                collection.history.popleft()
+            collection.floor = max(collection.floor, upto)
 
 
 def dumps(obj: Any) -> bytes:
