@@ -16,39 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine_files import KUBELET_CONFIG
 from lab.metrics import KubeletMetrics
 from lab.pki import CA
 from lab.kubelet import KubeletServers, kubelet_request, proxy_request
 
-KUBELET_CONFIG = """\
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    cacheTTL: 0s
-    enabled: true
-  x509:
-    clientCAFile: /etc/kubernetes/pki/ca.crt
-authorization:
-  mode: Webhook
-cgroupDriver: systemd
-clusterDNS:
-- 10.96.0.10
-clusterDomain: cluster.local
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
-evictionHard:
-  imagefs.available: 15%
-  memory.available: 100Mi
-  nodefs.available: 10%
-  nodefs.inodesFree: 5%
-failSwapOn: true
-maxPods: 110
-rotateCertificates: true
-runtimeRequestTimeout: 2m0s
-staticPodPath: /etc/kubernetes/manifests
-"""
 
 CONTAINERD = '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n' \
              '  SystemdCgroup = true\n'

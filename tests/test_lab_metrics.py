@@ -12,40 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine_files import KUBELET_CONFIG
 from lab.metrics import (DEF_BUCKETS, KubeletMetrics, gofloat, render_configz,
                          render_goroutines)
 
-REAL_SCRAPE = Path("/work/shared/data/kubelet-metrics/datadog_kubelet_metrics_1_21.txt")
+REAL_SCRAPE = (Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+               / "kubelet-metrics" / "datadog_kubelet_metrics_1_21.txt")
 
-KUBELET_CONFIG = """\
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    cacheTTL: 0s
-    enabled: true
-  x509:
-    clientCAFile: /etc/kubernetes/pki/ca.crt
-authorization:
-  mode: Webhook
-cgroupDriver: systemd
-clusterDNS:
-- 10.96.0.10
-clusterDomain: cluster.local
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
-evictionHard:
-  imagefs.available: 15%
-  memory.available: 100Mi
-  nodefs.available: 10%
-  nodefs.inodesFree: 5%
-failSwapOn: true
-maxPods: 110
-rotateCertificates: true
-runtimeRequestTimeout: 2m0s
-staticPodPath: /etc/kubernetes/manifests
-"""
 
 KUBECONFIG = """\
 apiVersion: v1
