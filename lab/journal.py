@@ -84,11 +84,17 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
         out.append((30.0, lambda t: logrus(
             m, t, "warning", f'"StopPodSandbox for \\"{abs(hash(t)) % 16**12:012x}\\" failed" '
             f'error="failed to stop container: context deadline exceeded: unknown"')))
-    if not m.pleg_healthy(now):
-        out.append((5.0, lambda t: klog(
-            m, t, "E", "kubelet.go:2412",
-            f'"Skipping pod synchronization" err="PLEG is not healthy: pleg was last seen active '
-            f'{go_duration(round(max(PLEG_THRESHOLD + 0.1, m.pleg_age(t)), 6))} ago; threshold is 3m0s"')))
+    if not math.isfinite(relist) or relist + 1 >= PLEG_THRESHOLD:
+        # PLEG turns unhealthy three minutes after the last relist: decided per line, not per
+        # catch-up, so a long first catch-up shows the moment it crossed the threshold.
+        def pleg_unhealthy(t: float) -> None:
+            age = m.pleg_age(t)
+            if age >= PLEG_THRESHOLD:
+                klog(m, t, "E", "kubelet.go:2412",
+                     f'"Skipping pod synchronization" err="PLEG is not healthy: pleg was last '
+                     f'seen active {go_duration(round(age, 6))} ago; threshold is 3m0s"')
+
+        out.append((5.0, pleg_unhealthy))
     if not m.network_ready():
         if "calico" not in m.cni_bin:
             out.append((10.0, lambda t: klog(
