@@ -19,7 +19,7 @@ from lab.machine_files import default_files
 from lab.pki import CA, make_csr
 from lab.scenarios import DEFAULT_MIX, SCENARIOS, Scenario, parse_spec
 from lab.store import Collection, Store
-from lab.timefmt import rfc3339, rfc3339_micro
+from lab.timefmt import rfc3339, rfc3339_micro, stable_hash
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 POOLS = (
@@ -378,7 +378,7 @@ class Cluster:
         m = state.machine
         if pod is not None:
             involved = {"kind": "Pod", "namespace": pod.namespace, "name": pod.name,
-                        "uid": f"{abs(hash((pod.namespace, pod.name))):032x}"[:32],
+                        "uid": f"{stable_hash((pod.namespace, pod.name)):032x}"[:32],
                         "apiVersion": "v1"}
             namespace = pod.namespace
         else:
@@ -507,7 +507,7 @@ class Cluster:
                            "timeAdded": rfc3339(self.now)})
         mem_ki = m.memory // 1024
         max_pods = m.max_pods
-        images = [{"names": [p.image], "sizeBytes": 30_000_000 + (hash(p.image) % 400_000_000)}
+        images = [{"names": [p.image], "sizeBytes": 30_000_000 + (stable_hash(p.image) % 400_000_000)}
                   for p in {p.image: p for p in m.pods}.values()][:12]
         spec: dict[str, Any] = {"podCIDR": f"10.244.{m.index % 250}.0/24",
                                 "podCIDRs": [f"10.244.{m.index % 250}.0/24"],
@@ -519,7 +519,7 @@ class Cluster:
         return {
             "kind": "Node", "apiVersion": "v1",
             "metadata": {
-                "name": m.name, "uid": f"{abs(hash((self.seed, m.name))):032x}"[:8] + "-"
+                "name": m.name, "uid": f"{stable_hash((self.seed, m.name)):032x}"[:8] + "-"
                 + f"{m.index:04x}-4d1e-9c3b-{m.index:012x}",
                 "creationTimestamp": rfc3339(state.created), "labels": labels,
                 "annotations": {
@@ -546,7 +546,7 @@ class Cluster:
                               {"type": "Hostname", "address": m.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 "nodeInfo": {
-                    "machineID": f"{abs(hash(m.name)):032x}"[:32],
+                    "machineID": f"{stable_hash(m.name):032x}"[:32],
                     "systemUUID": f"ec2{m.index:05x}-0000-4000-8000-{m.index:012x}",
                     "bootID": state.boot_id, "kernelVersion": m.kernel, "osImage": m.os_image,
                     "containerRuntimeVersion": f"containerd://{m.containerd_version}",
@@ -577,14 +577,14 @@ class Cluster:
         ready_st = "True" if ready and running else "False"
         started = rfc3339(pod.created + 3)
         owner = {"apiVersion": "apps/v1", "kind": pod.owner_kind, "name": pod.owner_name,
-                 "uid": f"{abs(hash(pod.owner_name)):032x}"[:32], "controller": True,
+                 "uid": f"{stable_hash(pod.owner_name):032x}"[:32], "controller": True,
                  "blockOwnerDeletion": True}
         cstatus: dict[str, Any] = {"name": pod.app, "image": pod.image, "imageID": "",
                                    "ready": ready_st == "True", "restartCount": pod.restarts,
                                    "started": running}
         if running:
             cstatus["state"] = {"running": {"startedAt": started}}
-            cstatus["containerID"] = f"containerd://{abs(hash(pod.name)):064x}"[:77]
+            cstatus["containerID"] = f"containerd://{stable_hash(pod.name):064x}"[:77]
         else:
             cstatus["state"] = {"waiting": {"reason": "ContainerCreating"}}
         meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace,
@@ -697,7 +697,7 @@ class Cluster:
                          and not s.unschedulable]
                 if not ready:
                     continue
-                spec["nodeName"] = node = ready[hash(key) % len(ready)]
+                spec["nodeName"] = node = ready[stable_hash(key) % len(ready)]
                 status["conditions"] = [{"type": "PodScheduled", "status": "True",
                                          "lastTransitionTime": rfc3339(now)}]
                 self.store["pods"].put(self._canary_view(obj))

@@ -10,7 +10,7 @@ import math
 from typing import Callable
 
 from lab.machine import PLEG_THRESHOLD, Machine
-from lab.timefmt import go_duration, klog_stamp, rfc3339, rfc3339_micro
+from lab.timefmt import go_duration, klog_stamp, rfc3339, rfc3339_micro, stable_hash
 
 MAX_BACKFILL = 400  # per rule per catch-up: a long idle gap keeps only its recent lines
 
@@ -36,7 +36,7 @@ def _pod_ref(m: Machine) -> str:
     if not pods:
         return 'pod="kube-system/kube-proxy"'
     p = pods[int(m.journal_upto) % len(pods)]
-    return f'pod="{p.namespace}/{p.name}" podUID="{abs(hash(p.name)) % 10**8:08x}-5c1e-4f7a-9d2b-3e4f5a6b7c8d"'
+    return f'pod="{p.namespace}/{p.name}" podUID="{stable_hash(p.name) % 10**8:08x}-5c1e-4f7a-9d2b-3e4f5a6b7c8d"'
 
 
 def _api(m: Machine) -> str:
@@ -82,7 +82,7 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
             f'\\"{(m.pods[0].name if m.pods else "pod")}\\" with KillPodSandboxError: '
             f'\\"{DEADLINE}\\"" {_pod_ref(m)}')))
         out.append((30.0, lambda t: logrus(
-            m, t, "warning", f'"StopPodSandbox for \\"{abs(hash(t)) % 16**12:012x}\\" failed" '
+            m, t, "warning", f'"StopPodSandbox for \\"{stable_hash(t) % 16**12:012x}\\" failed" '
             f'error="failed to stop container: context deadline exceeded: unknown"')))
     if not math.isfinite(relist) or relist + 1 >= PLEG_THRESHOLD:
         # PLEG turns unhealthy three minutes after the last relist: decided per line, not per

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime, timezone
 
@@ -74,3 +75,8 @@ def klog_stamp(ts: float) -> str:
     t = time.localtime(ts)
     micros = int((ts % 1) * 1e6)
     return time.strftime("%m%d %H:%M:%S", t) + f".{micros:06d}"
+
+
+def stable_hash(value: object) -> int:
+    """A hash that is the same in every process (str hashes are salted per process)."""
+    return int.from_bytes(hashlib.blake2b(repr(value).encode(), digest_size=16).digest(), "big")
