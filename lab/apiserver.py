@@ -382,6 +382,8 @@ class ApiServer:
         user = self._authenticate(req)
         if user is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        if path.startswith("/lab/v1/"):
+            return await self._lab_control(req, user, path[len("/lab/v1/"):])
         parts = [p for p in path.split("/") if p != ""] if "/proxy" not in path else \
             path.split("/")[1:]
         if not parts or parts[0] not in ("api", "apis"):
@@ -423,6 +425,23 @@ class ApiServer:
                 return Response(200, text.encode(), content_type="text/plain; charset=utf-8")
             return Response(200, b"ok", content_type="text/plain; charset=utf-8")
         return None
+
+    async def _lab_control(self, req: Request, user: User, action: str) -> Response:
+        control = getattr(self.cluster, "control", None)
+        if control is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if "system:masters" not in user.groups:
+            raise ApiError(403, "Forbidden", f'User "{user.name}" cannot use the lab control')
+        try:
+            params = json.loads(req.body or b"{}") if req.method == "POST" else {}
+            if not isinstance(params, dict):
+                raise ValueError("the body must be a JSON object")
+            result = await control.handle(action, params)
+        except KeyError as err:
+            raise ApiError(404, "NotFound", str(err).strip("'\"")) from None
+        except (TypeError, ValueError) as err:
+            raise ApiError(400, "BadRequest", str(err)) from None
+        return self._json(result)
 
     def _nonresource(self, req: Request, user: User, path: str) -> Response:
         verb = {"GET": "get", "HEAD": "get", "POST": "post", "PUT": "put", "PATCH": "patch",

@@ -105,6 +105,9 @@ class Cluster:
         self.extra_pods: dict[tuple[str, str], dict] = {}  # pods the API created (canaries)
         self.csr_for_node: dict[str, str] = {}
         self.kubelet_proxy = None  # async callable (machine, method, path, query, headers)
+        from lab.control import LabControl
+
+        self.control = LabControl(self)
         self.assignments: dict[str, Scenario] = {}
         self._build(nodes, scenarios)
 
