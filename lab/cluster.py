@@ -438,6 +438,9 @@ class Cluster:
                 if now - state.lease_renew >= LEASE_RENEW:
                     state.lease_renew = now
                     self._put_lease(state)
+                if state.unknown:
+                    for pod in [p for p in m.pods if p.deleting]:
+                        effects.remove_pod(m, pod.namespace, pod.name, now)
                 if now >= state.next_status or state.unknown:
                     was_unknown = state.unknown
                     changed = self._post(state, now)
@@ -751,8 +754,9 @@ class Cluster:
         now = time.time()
         pod.deleting = True
         stored = self.store["pods"].put(self.pod_object(pod, node, state))
-        if m.kubelet.running:
+        if m.posts_status(now, self.api_cert_not_before):
             m.at(now + 1.0, f"kill-{name}", lambda t: effects.remove_pod(m, namespace, name, t))
+        # otherwise the kubelet learns of the deletion when it next reaches the API server
         if pod.daemon:
             self._daemonset_replace(state, pod, now)
         return stored

@@ -27,6 +27,8 @@ def restart_unit(m: Machine, name: str, now: float, *, delay: float = RESTART_DE
     if short == "containerd":
         return _restart_containerd(m, now, delay)
     if short == "kubelet":
+        if not m.api_reachable:
+            m.faults["restarted_while_partitioned"] = Fault("restarted_while_partitioned", now)
         _stop_kubelet(m, now)
         m.at(now + delay, "start-kubelet", lambda t: start_kubelet(m, t))
         return None
@@ -140,8 +142,9 @@ def start_kubelet(m: Machine, now: float) -> None:
     else:
         m.kubelet_rss = max(m.kubelet_rss, int(m.rng.uniform(90, 140) * MiB) + len(m.pods) * 4 * MiB)
         m.pleg_last_relist = now
-        for pod in [p for p in m.pods if p.deleting]:
-            remove_pod(m, pod.namespace, pod.name, now)
+        if m.api_reachable and "cert_expired" not in m.faults and "clock_skew" not in m.faults:
+            for pod in [p for p in m.pods if p.deleting]:
+                remove_pod(m, pod.namespace, pod.name, now)
         if "kubelet_oom" in m.faults:
             schedule_kubelet_oom(m, now)
     m.changed()
@@ -378,11 +381,25 @@ def remove_pod(m: Machine, namespace: str, name: str, now: float) -> bool:
     return False
 
 
+RESYNC_STORM = 90.0
+
+
 def set_partition(m: Machine, partitioned: bool, now: float) -> None:
     m.catch_up(now)
     m.api_reachable = not partitioned
     if not partitioned:
         m.faults.pop("partition", None)
+        if m.faults.pop("restarted_while_partitioned", None) is not None:
+            # A kubelet restarted during the outage lost its pod state and rebuilds it all at
+            # once when the API comes back: a relist storm, as the runbooks warn.
+            m.io_await_ms = 1400.0
+            m.faults["resync_storm"] = Fault("resync_storm", now)
+
+            def calm(t: float) -> None:
+                m.faults.pop("resync_storm", None)
+                m.io_await_ms = m.rng.uniform(0.5, 2.5)
+
+            m.at(now + RESYNC_STORM, "resync-storm-ends", calm)
     m.changed()
 
 

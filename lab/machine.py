@@ -8,6 +8,7 @@ the current state; every mutation calls it first, so history is piecewise-consta
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import deque
@@ -407,7 +408,10 @@ class Machine:
         problems = []
         if not self.runtime_responsive():
             problems.append("container runtime is down")
-        if not self.pleg_healthy(now):
+        relist = self.relist_seconds()
+        if self.kubelet.running and math.isfinite(relist) and now - self.kubelet.since < relist:
+            problems.append("PLEG is not healthy: pleg has yet to be successful")
+        elif not self.pleg_healthy(now):
             problems.append(
                 f"PLEG is not healthy: pleg was last seen active "
                 f"{_go_duration(self.pleg_age(now))} ago; threshold is 3m0s")

@@ -188,3 +188,29 @@ def test_restarting_kubelet_during_a_partition_does_not_help(lab):
     node = SCENARIO_NODES["api-partition"]
     lab.ssh(node, "sudo systemctl restart kubelet")
     stays(lab, node, "Ready", "True", 15)
+
+
+def test_drain_of_an_unreachable_node_hangs_on_its_pods(lab):
+    node = SCENARIO_NODES["api-partition"]
+    result = lab.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data",
+                         "--force", "--timeout=8s", check=False, timeout=60)
+    assert result.returncode != 0
+    assert "SchedulingDisabled" in lab.kubectl("get", "node", node, "--no-headers").stdout
+    lab.kubectl("uncordon", node)
+
+
+def test_kubelet_restarted_during_partition_storms_when_it_heals(lab):
+    """The restart above (test_restarting_kubelet_during_a_partition_does_not_help) leaves the
+    kubelet without its pod state: when the network returns, relists crawl before Ready."""
+    import subprocess
+
+    node = SCENARIO_NODES["api-partition"]
+    lab.ssh(node, "sudo systemctl restart kubelet")
+    heal = subprocess.run(["kubectl", "--kubeconfig", str(lab.kubeconfig), "create", "--raw",
+                           "/lab/v1/partition", "-f", "-"],
+                          input=json.dumps({"node": node, "on": False}), capture_output=True,
+                          text=True, timeout=30)
+    assert heal.returncode == 0, heal.stderr
+    wait_for(lab, node, "Ready", "False", within=60)
+    ready = conditions(lab, node)["Ready"]
+    assert "PLEG is not healthy" in ready["message"] or ready["status"] == "False"
