@@ -21,6 +21,7 @@ MiB = 1024**2
 PLEG_THRESHOLD = 180.0
 RELIST_PERIOD = 1.0
 CRASHLOOP_RESTART_SEC = 10.0
+KUBELET_WARMUP = 5.0
 CNI_BINARIES = ("bandwidth", "bridge", "calico", "calico-ipam", "dhcp", "firewall", "flannel",
                 "host-device", "host-local", "install", "ipvlan", "loopback", "macvlan",
                 "portmap", "ptp", "sbr", "static", "tuning", "vlan", "vrf")
@@ -372,7 +373,10 @@ class Machine:
         return None
 
     def posts_status(self, now: float, api_cert_not_before: float) -> bool:
-        return (self.kubelet.running and self.api_reachable
+        """Whether this kubelet gets its status and lease to the API server now. A kubelet that
+        has just started spends its first seconds initialising before its first update."""
+        return (self.kubelet.running and now - self.kubelet.since >= KUBELET_WARMUP
+                and self.api_reachable
                 and self.tls_to_apiserver_ok(now, api_cert_not_before) is None)
 
     def kubelet_healthz(self, now: float) -> tuple[int, str]:

@@ -143,7 +143,7 @@ def _disk_full(m: Machine, at: float) -> None:
 def _kubelet_oom(m: Machine, at: float) -> None:
     _pod(m, "logging", "fluentd-aggregator-5b7d9c6f4-hx8kp", "fluentd-aggregator",
          "fluent/fluentd:v1.16-1", m.memory - int(1.2 * GiB), at, leaking=True)
-    m.faults["kubelet_oom"] = Fault("kubelet_oom", at, {"period": 8.0})
+    m.faults["kubelet_oom"] = Fault("kubelet_oom", at, {"period": 4.0})
     m.faults["memory_pressure"] = Fault("memory_pressure", at)
     effects.start_kubelet(m, at)
 

@@ -1,122 +1,127 @@
-"""The nodewb Textual app: for now, the fleet's first screen."""
+"""The nodewb Textual app: the fleet, live, and a node's page behind Enter."""
 
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
-from rich.text import Text
-from textual import on, work
-from textual.app import App, ComposeResult
+from textual import work
+from textual.app import App
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.theme import Theme
 
-from probes.kube import Kube, KubeError, NodeRecord, age
+from tui.commands import FleetCommands
+from tui.config import Config, load_config, save_theme
+from tui.feed import Feed, FeedEvent, FleetSource, Pump
+from tui.fleet_model import FleetModel
+from tui.fleet_screen import FleetScreen
+from tui.node_screen import NodeScreen
+from tui.themes import DEFAULT_THEME, load_themes
 
-COLUMNS = ("NAME", "STATUS", "REASON", "HEARTBEAT", "ZONE", "POOL", "VERSION", "KERNEL")
-STATUS_STYLE = {"True": "green", "False": "bold red", "Unknown": "bold yellow"}
+FRAME_HZ = 20
 
 
 class NodewbApp(App):
     TITLE = "nodewb"
-    CSS = """
-    #summary { height: 1; padding: 0 1; }
-    #error { color: $error; padding: 1 2; display: none; }
-    DataTable { height: 1fr; }
-    """
+    COMMANDS = {FleetCommands}
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True,
+                id="app.palette_anywhere"),
     ]
 
-    def __init__(self, source: "NodeSource", title: str = "nodewb", clock=time.time) -> None:
+    def __init__(self, source: Feed, *, title: str = "nodewb",
+                 clock: Callable[[], float] = time.time, config: Config | None = None,
+                 themes: tuple[list[Theme], list[str]] | None = None,
+                 frame_hz: float = FRAME_HZ) -> None:
         super().__init__()
         self.source = source
-        self.sub_title = title
+        self.title = title
         self.clock = clock
+        self.config = config if config is not None else load_config()
+        self.model = FleetModel()
+        self.pump = Pump()
+        self.frame_hz = frame_hz
+        self.frames = 0
+        self._themes, self._theme_problems = themes if themes is not None else load_themes()
+        self._remember_theme = False
+        for theme in self._themes:
+            self.register_theme(theme)
+        wanted = self.config.theme or DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
+        elif self._themes:
+            self.theme = self._themes[0].name
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("connecting…", id="summary")
-        yield Static(id="error")
-        yield DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+    # -- screens -----------------------------------------------------------------------------------
+    def get_default_screen(self) -> FleetScreen:
+        self.fleet = FleetScreen(self.model, self.clock, self.title)
+        return self.fleet
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
-        self.load_nodes()
+        problems = list(self._theme_problems)
+        if self.config.problem:
+            problems.append(self.config.problem)
+        if self.config.theme and self.config.theme not in self.available_themes:
+            problems.append(f"theme {self.config.theme!r} from {self.config.path} is not "
+                            f"installed; using {self.theme}")
+        if self.config.keys:
+            try:
+                self.set_keymap(self.config.keys)
+            except Exception as err:  # a bad key string in the user's file
+                problems.append(f"[keys] in {self.config.path} ignored: {err}")
+        for problem in problems:
+            self.notify(problem, title="settings", severity="warning", timeout=10, markup=False)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self._remember_theme = True
+        self.set_interval(1 / self.frame_hz, self.frame, name="frame")
+        self.run_feed()
 
-    def action_refresh(self) -> None:
-        self.load_nodes()
-
-    def action_cursor_down(self) -> None:
-        self.query_one(DataTable).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(DataTable).action_cursor_up()
-
-    @work(exclusive=True, group="list-nodes", thread=True, exit_on_error=False)
-    def load_nodes(self) -> None:
-        try:
-            records = self.source.list_nodes()
-        except KubeError as err:
-            self.call_from_thread(self.show_error, str(err))
+    def _theme_changed(self, theme: Theme) -> None:
+        if not self._remember_theme or theme.name == self.config.theme:
             return
-        self.call_from_thread(self.show_nodes, records)
+        problem = save_theme(self.config, theme.name)
+        if problem:
+            self.notify(problem, title="theme", severity="warning", timeout=8, markup=False)
 
-    def show_error(self, message: str) -> None:
-        error = self.query_one("#error", Static)
-        error.update(Text(message))
-        error.display = True
-        self.query_one("#summary", Static).update(Text("not connected", style="bold red"))
+    # -- the feed ----------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="fleet-feed", exit_on_error=False)
+    def run_feed(self) -> None:
+        try:
+            self.source.run(self.pump.emit, self.pump.stop)
+        except Exception as err:  # the feed is outside code: its failure is shown, not raised
+            self.pump.emit([FeedEvent("connection", connected=False, at=self.clock(),
+                                      error=f"the fleet feed stopped: {type(err).__name__}: "
+                                            f"{err}")])
 
-    def show_nodes(self, records: list[NodeRecord]) -> None:
-        self.query_one("#error", Static).display = False
-        table = self.query_one(DataTable)
+    def frame(self) -> None:
+        """Once per frame: apply what the feed queued, then redraw what changed."""
+        self.frames += 1
+        events = self.pump.drain()
+        if events:
+            self.model.apply(events)
         now = self.clock()
-        table.clear()
-        for r in sorted(records, key=lambda r: (r.ready == "True", r.name)):
-            table.add_row(
-                Text(r.name),
-                Text(r.status, style=STATUS_STYLE.get(r.ready, "")),
-                Text(r.ready_reason if r.ready != "True" else ""),
-                Text(age(r.heartbeat, now)),
-                Text(r.zone), Text(r.pool), Text(r.kubelet_version), Text(r.kernel),
-                key=r.name,
-            )
-        bad = sum(1 for r in records if r.ready != "True")
-        context = self.source.context
-        self.query_one("#summary", Static).update(Text.assemble(
-            (f"{context}  ", "bold"), f"{len(records)} nodes  ",
-            (f"{bad} not ready", "bold red" if bad else "green")))
+        fleet = getattr(self, "fleet", None)
+        if fleet is None or not fleet.is_mounted:
+            return
+        header = fleet.header
+        header.set_source(getattr(self.source, "context", "") or "",
+                          getattr(self.source, "server", "") or "")
+        fleet.update_view(now)
+        screen = self.screen
+        if isinstance(screen, NodeScreen):
+            screen.update_from(now)
 
-    @on(DataTable.RowSelected)
-    def node_selected(self, event: DataTable.RowSelected) -> None:
-        self.notify(f"{event.row_key.value}: the node view is not built yet", timeout=3)
+    async def on_unmount(self) -> None:
+        self.pump.stop.set()
 
-
-class NodeSource:
-    """Where the fleet comes from: a cluster reached through a kubeconfig, connected lazily."""
-
-    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
-        self.kubeconfig = kubeconfig
-        self.requested_context = context
-        self.kube: Kube | None = None
-
-    @property
-    def context(self) -> str:
-        return self.kube.context if self.kube else (self.requested_context or "")
-
-    def list_nodes(self) -> list[NodeRecord]:
-        if self.kube is None:
-            self.kube = Kube(self.kubeconfig, self.requested_context)
-        return self.kube.list_nodes()
+    def action_quit(self) -> Any:  # type: ignore[override]
+        self.pump.stop.set()
+        return super().action_quit()
 
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
             title: str = "nodewb") -> int:
-    NodewbApp(NodeSource(kubeconfig, context), title=title).run()
+    NodewbApp(FleetSource(kubeconfig, context), title=title).run()
     return 0

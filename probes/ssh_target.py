@@ -1,0 +1,398 @@
+"""Where an SSH connection goes and how: node -> target host, the ssh config's answer for a host
+(HostName, Port, User, IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump, HostKeyAlias,
+ConnectTimeout), the jump hosts in front of it, the known_hosts files that vouch for it, and the
+messages that say what to do when a host key does not match.
+
+The config is read with asyncssh's own parser (`asyncssh.config.SSHClientConfig`), so what nodewb
+reads is what asyncssh connects with. It does not implement `StrictHostKeyChecking`: nodewb never
+accepts an unknown or changed key whatever the config says.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import glob
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from asyncssh.config import ConfigParseError, SSHClientConfig
+
+from probes.ssh_errors import HostKeyChanged, HostKeyUnknown, SshError
+
+DEFAULT_PORT = 22
+MAX_JUMPS = 8
+KEY_TYPES = {  # OpenSSH's names for key types, as `ssh-keygen -l` prints them
+    "ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA",
+    "ecdsa-sha2-nistp256": "ECDSA", "ecdsa-sha2-nistp384": "ECDSA",
+    "ecdsa-sha2-nistp521": "ECDSA", "sk-ssh-ed25519@openssh.com": "ED25519-SK",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK", "ssh-ed448": "ED448",
+}
+
+
+def local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry and no LOGNAME: what OpenSSH would also stumble on
+        return "root"
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One SSH server and how to reach it, as the ssh config resolves it."""
+
+    alias: str  # the name the config was asked about ("nodewb-bastion", "node-0003", "10.0.0.5")
+    host: str  # HostName
+    port: int
+    user: str
+    host_key_alias: str | None
+    known_hosts: tuple[str, ...]  # files consulted, in order (user files first)
+    identity_files: tuple[str, ...]
+    identities_only: bool
+    connect_timeout: float | None
+    via: tuple["Hop", ...] = ()  # jump hosts in front of it, outermost first
+    explicit_port: bool = False  # the port came from a jump spec, not the config
+    explicit_user: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def known_name(self) -> str:
+        """The name OpenSSH looks this host up under in known_hosts."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.host if self.port == DEFAULT_PORT else f"[{self.host}]:{self.port}"
+
+    @property
+    def key(self) -> tuple:
+        """Identity of a connection to this hop: equal keys share one connection."""
+        return (self.alias, self.host, self.port, self.user, tuple(h.key for h in self.via))
+
+    def describe(self) -> str:
+        where = f"{self.user}@{self.host}:{self.port}"
+        if self.alias not in (self.host, f"{self.host}:{self.port}"):
+            where = f"{self.alias} ({where})"
+        if self.via:
+            where += " via " + " -> ".join(h.alias for h in self.via)
+        return where
+
+
+@dataclass
+class SshConfig:
+    """An OpenSSH client config file (or none) and what it says about hosts."""
+
+    path: Path | None
+    user: str | None = None  # overrides User for every host when set
+    known_hosts: tuple[str, ...] | None = None  # overrides UserKnownHostsFile when set
+    connect_timeout: float = 10.0  # when the config gives no ConnectTimeout
+    _patterns: list[tuple[list[str], list[str]]] | None = field(default=None, repr=False)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path] if self.path is not None and self.path.is_file() else []
+
+    def load(self, alias: str, port: int | None = None, user: str | None = None
+             ) -> SSHClientConfig:
+        try:
+            return SSHClientConfig.load(None, self.paths, False, False, False, local_user(),
+                                        user or self.user or (), alias,
+                                        port if port is not None else ())
+        except (ConfigParseError, OSError, ValueError) as exc:
+            raise SshError(f"cannot read the ssh config {self.path}: {exc}") from None
+
+    # -- which names the config knows ---------------------------------------------------------
+    def _scan(self) -> list[tuple[list[str], list[str]]]:
+        if self._patterns is None:
+            found: list[tuple[list[str], list[str]]] = []
+            for path in self.paths:
+                _scan_hosts(path, found, 0)
+            self._patterns = found
+        return self._patterns
+
+    def has_host(self, name: str) -> bool:
+        """A `Host` block names this host (a bare `Host *` does not count)."""
+        for positive, negative in self._scan():
+            if any(_match(p, name) for p in negative):
+                continue
+            if any(p != "*" and _match(p, name) for p in positive):
+                return True
+        return False
+
+    # -- resolving a host -----------------------------------------------------------------------
+    def resolve(self, alias: str, *, port: int | None = None, user: str | None = None,
+                jump_override: str | None = None, depth: int = 0) -> Hop:
+        """The hop for `alias`, with its jump hosts (ProxyJump, or `jump_override` when given:
+        a `[user@]host[:port][,...]` spec like `ssh -J`, or "none")."""
+        if depth > MAX_JUMPS:
+            raise SshError(f"ProxyJump for {alias} goes more than {MAX_JUMPS} hops deep "
+                           f"(a loop in {self.path}?)")
+        cfg = self.load(alias, port, user)
+        host = str(cfg.get("Hostname", alias))
+        hop_port = int(port if port is not None else cfg.get("Port", DEFAULT_PORT))
+        hop_user = str(user or self.user or cfg.get("User") or local_user())
+        timeout = cfg.get("ConnectTimeout")
+        jump = jump_override if jump_override is not None else cfg.get("ProxyJump")
+        via: tuple[Hop, ...] = ()
+        if jump and str(jump).strip().lower() != "none":
+            via = self.jump_chain(str(jump), depth + 1)
+        return Hop(
+            alias=alias, host=host, port=hop_port, user=hop_user,
+            host_key_alias=_str_or_none(cfg.get("HostKeyAlias")),
+            known_hosts=self._known_hosts(cfg),
+            identity_files=tuple(str(Path(p).expanduser()) for p in
+                                 (cfg.get("IdentityFile") or ())),
+            identities_only=bool(cfg.get("IdentitiesOnly")),
+            connect_timeout=float(timeout) if timeout else self.connect_timeout,
+            via=via, explicit_port=port is not None, explicit_user=user is not None)
+
+    def jump_chain(self, spec: str, depth: int = 1) -> tuple[Hop, ...]:
+        """`a,b,c` -> hops a, b, c (a's own ProxyJump in front of it, as OpenSSH does)."""
+        hops: list[Hop] = []
+        for i, part in enumerate(p.strip() for p in spec.split(",") if p.strip()):
+            user, host, port = parse_destination(part)
+            hop = self.resolve(host, port=port, user=user, depth=depth,
+                               jump_override=None if i == 0 else "none")
+            if i > 0:
+                hop = _with_via(hop, tuple(hops))
+            hops.append(hop)
+        if hops:
+            first = hops[0]
+            return first.via + tuple(hops)  # hops[1:] already carry the chain before them
+        return ()
+
+    def _known_hosts(self, cfg: SSHClientConfig) -> tuple[str, ...]:
+        if self.known_hosts is not None:
+            return tuple(str(Path(p).expanduser()) for p in self.known_hosts)
+        user_files = cfg.get("UserKnownHostsFile")
+        if user_files is None:
+            user_files = ["~/.ssh/known_hosts"]
+        global_files = cfg.get("GlobalKnownHostsFile")
+        if global_files is None:
+            global_files = ["/etc/ssh/ssh_known_hosts"]
+        out: list[str] = []
+        for p in [*user_files, *global_files]:
+            if str(p).lower() == "none" or str(p) == "/dev/null":
+                continue
+            path = str(Path(os.path.expandvars(str(p))).expanduser())
+            if path not in out:
+                out.append(path)
+        return tuple(out)
+
+
+def _with_via(hop: Hop, via: tuple[Hop, ...]) -> Hop:
+    return Hop(alias=hop.alias, host=hop.host, port=hop.port, user=hop.user,
+               host_key_alias=hop.host_key_alias, known_hosts=hop.known_hosts,
+               identity_files=hop.identity_files, identities_only=hop.identities_only,
+               connect_timeout=hop.connect_timeout, via=via, explicit_port=hop.explicit_port,
+               explicit_user=hop.explicit_user)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+def parse_destination(spec: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]`."""
+    text = spec.strip()
+    if text.startswith("ssh://"):
+        text = text[len("ssh://"):].rstrip("/")
+    user = None
+    if "@" in text:
+        user, text = text.rsplit("@", 1)
+    port: int | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], spec)
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = _port(p, spec)
+    else:
+        host = text
+    if not host:
+        raise SshError(f"cannot read the SSH destination {spec!r}: expected [user@]host[:port]")
+    return user or None, host, port
+
+
+def _port(text: str, spec: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SshError(f"cannot read the port in {spec!r}: expected [user@]host[:port]")
+    return int(text)
+
+
+def _match(pattern: str, name: str) -> bool:
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower().replace("[", "[[]"))
+
+
+def _scan_hosts(path: Path, out: list[tuple[list[str], list[str]]], depth: int) -> None:
+    if depth > 8:
+        return
+    try:
+        text = path.read_text()
+    except OSError:
+        return
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        keyword, args = words[0], words[1:]
+        if "=" in keyword:
+            keyword, first = keyword.split("=", 1)
+            args = ([first] if first else []) + args
+        keyword = keyword.lower()
+        if keyword == "host":
+            out.append(([a for a in args if not a.startswith("!")],
+                        [a[1:] for a in args if a.startswith("!")]))
+        elif keyword == "include":
+            for pattern in args:
+                p = Path(pattern).expanduser()
+                if not p.is_absolute():
+                    p = Path("~/.ssh").expanduser() / p
+                for found in sorted(glob.glob(str(p))):
+                    _scan_hosts(Path(found), out, depth + 1)
+
+
+# -- known_hosts --------------------------------------------------------------------------------
+class KnownHostsCache:
+    """known_hosts files read once and re-read when they change (size or mtime)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, ...], tuple[tuple, asyncssh.SSHKnownHosts]] = {}
+
+    def load(self, files: tuple[str, ...]) -> asyncssh.SSHKnownHosts:
+        stamp = tuple(_stamp(f) for f in files)
+        hit = self._cache.get(files)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        known = asyncssh.SSHKnownHosts()
+        for f, st in zip(files, stamp):
+            if st is None:
+                continue
+            try:
+                known.load(Path(f).read_text(errors="replace"))
+            except (OSError, ValueError, asyncssh.KeyImportError) as exc:
+                raise SshError(f"cannot read known_hosts file {f}: {exc}") from None
+        self._cache[files] = (stamp, known)
+        return known
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def key_type(key: asyncssh.SSHKey) -> str:
+    alg = key.get_algorithm()
+    return KEY_TYPES.get(alg, alg.upper())
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    return key.get_fingerprint("sha256")
+
+
+def known_keys(hop: Hop, addr: str, files: tuple[str, ...] | None = None
+               ) -> list[tuple[str, asyncssh.SSHKey]]:
+    """(file, key) for every key a known_hosts file holds for this hop."""
+    found: list[tuple[str, asyncssh.SSHKey]] = []
+    port = None if hop.port == DEFAULT_PORT else hop.port
+    for f in files if files is not None else hop.known_hosts:
+        if _stamp(f) is None:
+            continue
+        try:
+            known = asyncssh.read_known_hosts(f)
+            keys = asyncssh.match_known_hosts(known, hop.host_key_alias or hop.host, addr,
+                                              port)[0]
+        except Exception:
+            continue
+        for k in keys:
+            if not any(k == seen for _, seen in found):
+                found.append((f, k))
+    return found
+
+
+def host_key_error(hop: Hop, node: str | None, presented: asyncssh.SSHKey | None, addr: str,
+                   config_path: Path | None) -> SshError:
+    """HostKeyUnknown or HostKeyChanged, with the fingerprint presented and the way out."""
+    files = hop.known_hosts
+    existing = [f for f in files if _stamp(f) is not None]
+    user_file = files[0] if files else str(Path("~/.ssh/known_hosts").expanduser())
+    name = hop.known_name
+    kind = key_type(presented) if presented is not None else "unknown-type"
+    fp = fingerprint(presented) if presented is not None else "(not seen)"
+    who = f"{node} ({hop.describe()})" if node and node != hop.alias else hop.describe()
+    consulted = ", ".join(files) if files else "(none)"
+    if not existing:
+        consulted += " (none of these files exists)"
+    openssh = f"ssh -F {config_path} {hop.alias} true" if config_path else f"ssh {hop.alias} true"
+    known = known_keys(hop, addr)
+    keyscan = f"ssh-keyscan -p {hop.port} -t {_keyscan_type(presented)} {hop.host}"
+    if hop.host_key_alias:
+        keyscan += f" | sed 's/^[^ ]*/{hop.host_key_alias}/'"
+    if hop.via:
+        keyscan_where = (f" (run it where {hop.host} is reachable, e.g. on "
+                         f"{hop.via[-1].alias})")
+    else:
+        keyscan_where = ""
+    common = dict(node=node, target=hop.address, host=name, key_type=kind, fingerprint=fp,
+                  known_hosts=tuple(files))
+    if known:
+        old = "; ".join(f"{key_type(k)} {fingerprint(k)} in {f}" for f, k in known)
+        fix_file = known[0][0]
+        message = (
+            f"HOST KEY CHANGED for {who}: the server presented {kind} key {fp}, but known_hosts "
+            f"holds a different key for {name!r}: {old}.\n"
+            f"Either the node was rebuilt, or someone is intercepting the connection; nodewb "
+            f"refuses to connect either way.\n"
+            f"Verify the new fingerprint out of band (the node's console or your provisioning "
+            f"records: `ssh-keygen -lf /etc/ssh/ssh_host_{_file_type(presented)}_key.pub` on the "
+            f"node), then remove the old entry:\n"
+            f"    ssh-keygen -R {_quote_name(name)} -f {fix_file}\n"
+            f"and add the new one:\n"
+            f"    {keyscan} >> {fix_file}{keyscan_where}\n"
+            f"or connect once with OpenSSH and accept it: {openssh}")
+        return HostKeyChanged(message, known_fingerprints=tuple(fingerprint(k) for _, k in known),
+                              **common)
+    message = (
+        f"Unknown host key for {who}: the server presented {kind} key {fp}, and no known_hosts "
+        f"file consulted has an entry for {name!r} (consulted: {consulted}).\n"
+        f"nodewb never accepts a host key it cannot verify. Verify this fingerprint out of band "
+        f"(the node's console or your provisioning records: "
+        f"`ssh-keygen -lf /etc/ssh/ssh_host_{_file_type(presented)}_key.pub` on the node), "
+        f"then add it:\n"
+        f"    {keyscan} >> {user_file}{keyscan_where}\n"
+        f"or connect once with OpenSSH and accept it: {openssh}")
+    return HostKeyUnknown(message, **common)
+
+
+def _keyscan_type(key: asyncssh.SSHKey | None) -> str:
+    if key is None:
+        return "ed25519"
+    alg = key.get_algorithm()
+    if alg.startswith("ecdsa"):
+        return "ecdsa"
+    return {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa", "ssh-dss": "dsa"}.get(alg, alg)
+
+
+def _file_type(key: asyncssh.SSHKey | None) -> str:
+    return _keyscan_type(key)
+
+
+def _quote_name(name: str) -> str:
+    return shlex.quote(name) if any(c in name for c in "[]*?") else name
+
+
+__all__ = ["Hop", "SshConfig", "KnownHostsCache", "host_key_error", "parse_destination",
+           "key_type", "fingerprint", "local_user"]

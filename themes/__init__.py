@@ -1,0 +1,1 @@
+"""Theme files (data): loaded by tui.themes."""
