@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import secrets
 import socket
 import sys
@@ -24,17 +25,21 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def pick_ip_block(seed: int) -> int:
-    """A 127.B.0.0/16 block no other lab on this machine is using (probed on the kubelet port)."""
-    start = 2 + (os.getpid() + seed * 7) % 250
-    for i in range(250):
-        block = 2 + (start - 2 + i) % 250
-        with socket.socket() as s:
-            try:
-                s.bind((f"127.{block}.0.1", 10250))
-            except OSError:
-                continue
-        return block
+def reserve_ip_block() -> tuple[int, socket.socket]:
+    """A 127.B.0.0/16 block for this lab's nodes, held by a listener on 127.B.0.1:10250 (an
+    address no node uses) until the lab stops, so two labs never take the same block."""
+    rng = random.SystemRandom()
+    blocks = list(range(2, 252))
+    rng.shuffle(blocks)
+    for block in blocks:
+        lock = socket.socket()
+        try:
+            lock.bind((f"127.{block}.0.1", 10250))
+            lock.listen(1)
+        except OSError:
+            lock.close()
+            continue
+        return block, lock
     raise RuntimeError("no free 127.B.0.0/16 block on loopback for the lab's nodes")
 
 
@@ -66,6 +71,7 @@ class Lab:
         self.kubelets = None
         self.ssh = None
         self._ticker: asyncio.Task | None = None
+        self._block_lock: socket.socket | None = None
         self.api_port = 0
         self.admin_token = secrets.token_hex(16)
         self.viewer_token = secrets.token_hex(16)
@@ -77,7 +83,7 @@ class Lab:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        block = pick_ip_block(self.seed)
+        block, self._block_lock = reserve_ip_block()
         self.cluster = cluster = Cluster(
             nodes=self.node_count, scenarios=self.scenarios, seed=self.seed, ip_block=block,
             server=f"https://127.0.0.1:{port}",
@@ -171,6 +177,8 @@ class Lab:
     async def stop(self) -> None:
         if self._ticker:
             self._ticker.cancel()
+        if self._block_lock is not None:
+            self._block_lock.close()
         for part in (self.ssh, self.kubelets, self.api):
             if part is not None:
                 try:

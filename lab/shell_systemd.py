@@ -636,6 +636,7 @@ async def journalctl(ctx: Ctx, argv: list[str]) -> int:
     args = argv[1:]
     units: list[str] = []
     lines: int | None = None
+    lines_given = False
     follow = kernel = reverse = False
     since = until = None
     fmt = "short"
@@ -663,6 +664,7 @@ async def journalctl(ctx: Ctx, argv: list[str]) -> int:
             v = val if val is not None else (args.pop(0) if args and re.fullmatch(
                 r"\+?\d+|all", args[0]) else "10")
             lines = None if v == "all" else int(v.lstrip("+"))
+            lines_given = True
         elif a in ("-f", "--follow"):
             follow = True
         elif a in ("-e", "--pager-end"):
@@ -786,8 +788,8 @@ async def journalctl(ctx: Ctx, argv: list[str]) -> int:
     selected = [e for e in entries if keep(e)]
     if lines is not None:
         selected = selected[-lines:] if lines else []
-    elif follow:
-        selected = selected[-10:]
+    elif follow and not lines_given and since is None:
+        selected = selected[-10:]  # -f alone shows the last ten lines, as -n 10 would
     if reverse:
         selected.reverse()
 
