@@ -29,17 +29,21 @@ class LabControl:
                 "churned": self.churned,
                 "churning": self._churn is not None and not self._churn.done()}
 
-    async def do_churn(self, rate: float = 1000.0, seconds: float = 10.0) -> dict[str, Any]:
-        """Node objects modified at `rate` per second for `seconds` (bounded: at most 60 s and
-        50,000/s), as a busy cluster's status updates would: each is a MODIFIED watch event."""
+    async def do_churn(self, rate: float = 1000.0, seconds: float = 10.0,
+                       objects: str = "nodes") -> dict[str, Any]:
+        """Objects modified at `rate` per second for `seconds` (bounded: at most 60 s and
+        50,000/s), as a busy cluster's status updates and lease renewals are: each is a
+        MODIFIED watch event. `objects`: "nodes", "leases", or "mixed" (alternating)."""
         rate = max(1.0, min(float(rate), 50_000.0))
         seconds = max(0.1, min(float(seconds), 60.0))
+        if objects not in ("nodes", "leases", "mixed"):
+            raise ValueError("objects must be nodes, leases or mixed")
         if self._churn is not None and not self._churn.done():
             self._churn.cancel()
-        self._churn = asyncio.create_task(self._run_churn(rate, seconds))
-        return {"rate": rate, "seconds": seconds}
+        self._churn = asyncio.create_task(self._run_churn(rate, seconds, objects))
+        return {"rate": rate, "seconds": seconds, "objects": objects}
 
-    async def _run_churn(self, rate: float, seconds: float) -> None:
+    async def _run_churn(self, rate: float, seconds: float, objects: str) -> None:
         c = self.cluster
         states = list(c.nodes.values())
         step = 0.02
@@ -51,13 +55,18 @@ class LabControl:
             owed += per_step
             now = time.time()
             while owed >= 1:
-                state = states[i % len(states)]
+                state = states[(i // 2 if objects == "mixed" else i) % len(states)]
+                lease = objects == "leases" or (objects == "mixed" and i % 2)
                 i += 1
                 owed -= 1
-                for cond in state.conditions.values():
-                    if state.conditions["Ready"][0] != "Unknown":
-                        cond[3] = now
-                c._put_node(state, now)
+                if lease:
+                    state.lease_renew = now
+                    c._put_lease(state)
+                else:
+                    for cond in state.conditions.values():
+                        if state.conditions["Ready"][0] != "Unknown":
+                            cond[3] = now
+                    c._put_node(state, now)
                 self.churned += 1
             await asyncio.sleep(step - (time.monotonic() - started) % step)
 

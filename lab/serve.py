@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import random
@@ -103,6 +104,11 @@ class Lab:
         await self.ssh.start(machines, client_key.export_public_key().decode(),
                              node_port=self.node_ssh_port)
         self._write_files(client_key)
+        # Hundreds of thousands of long-lived objects: keep the cyclic collector from walking
+        # them all (a full collection would stall every listener for a good part of a second).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 1000)
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def _kubelet_token(self, token: str) -> bool:

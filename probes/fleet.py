@@ -66,6 +66,9 @@ class _Stopped(Exception):
 _MERGEABLE = frozenset({"upsert", "delete", "leases"})
 
 
+FIRST_PAGE = 100  # the first list page is small: rows on screen sooner, the bulk follows
+
+
 class FleetFeed:
     """Nodes, leases and pod counts of one cluster, live. See the module docstring."""
 
@@ -73,9 +76,17 @@ class FleetFeed:
                  backoff: tuple[float, float] = (0.5, 15.0), pod_interval: float = 60.0,
                  batch_window: float = 0.03, batch_max: int = 5000,
                  watch_timeout: float = 300.0, read_timeout: float = 30.0,
-                 leases: bool = True, pods: bool = True) -> None:
+                 leases: bool = True, pods: bool = True,
+                 gate: threading.Event | None = None, gate_timeout: float = 3.0,
+                 first_page: int | None = FIRST_PAGE) -> None:
         self.kube = kube
+        self.first_page = first_page
+        # After the first page, wait (at most gate_timeout) for `gate`: a UI that is still
+        # starting gets the interpreter to itself instead of sharing it with the bulk list.
+        self.gate = gate
+        self.gate_timeout = gate_timeout
         self.chunk = chunk
+        self._listed_once = False
         self.clock = clock
         self.backoff = backoff
         self.pod_interval = pod_interval
@@ -105,16 +116,26 @@ class FleetFeed:
         """Blocking; run it in a thread. Emits batches of events until `stop` is set, and
         returns within a second of it."""
         self._stop = stop
-        workers = [threading.Thread(target=self._guard, args=(self._nodes, "nodes"),
-                                    name="fleet-nodes", daemon=True)]
+        self._first_page = threading.Event()
+        nodes = threading.Thread(target=self._guard, args=(self._nodes, "nodes"),
+                                 name="fleet-nodes", daemon=True)
+        others: list[threading.Thread] = []
         if self.want_leases:
-            workers.append(threading.Thread(target=self._guard, args=(self._leases, "leases"),
-                                            name="fleet-leases", daemon=True))
+            others.append(threading.Thread(target=self._guard, args=(self._leases, "leases"),
+                                           name="fleet-leases", daemon=True))
         if self.want_pods:
-            workers.append(threading.Thread(target=self._guard, args=(self._pods, "pods"),
-                                            name="fleet-pods", daemon=True))
-        for worker in workers:
-            worker.start()
+            others.append(threading.Thread(target=self._guard, args=(self._pods, "pods"),
+                                           name="fleet-pods", daemon=True))
+        workers = [nodes, *others]
+        nodes.start()
+        if self.gate is None:
+            for worker in others:
+                worker.start()
+        else:  # leases and pods wait for the first page and the gate, as the node list does
+            opener = threading.Thread(target=self._after_gate, args=(others,),
+                                      name="fleet-gate", daemon=True)
+            opener.start()
+            workers.append(opener)
         try:
             while not stop.is_set():
                 batch = self._take(stop)
@@ -128,6 +149,17 @@ class FleetFeed:
             deadline = time.monotonic() + 0.8
             for worker in workers:
                 worker.join(max(0.0, deadline - time.monotonic()))
+
+    def _after_gate(self, others: list[threading.Thread]) -> None:
+        self._first_page.wait(self.gate_timeout)
+        self._wait_gate()
+        for worker in others:
+            if not self._stop.is_set():
+                worker.start()
+
+    def _wait_gate(self) -> None:
+        if self.gate is not None:
+            self.gate.wait(self.gate_timeout)
 
     def rewind(self, resource_version: str) -> None:
         """Resume the node watch from `resource_version` now: the open watch is closed and the
@@ -237,12 +269,17 @@ class FleetFeed:
         self._put(FleetEvent("reset", at=self.clock()))
         rv = ""
         try:
-            for page in self.kube.node_pages(self.chunk, (5.0, self.read_timeout)):
+            first = self.first_page if not self._listed_once else None
+            self._listed_once = True
+            for page in self.kube.node_pages(self.chunk, (5.0, self.read_timeout), first=first):
                 if self._stop.is_set():
                     raise _Stopped
                 self._ok("nodes")
                 rv = page.resource_version
                 self._put(FleetEvent("chunk", nodes=page.nodes, at=self.clock()))
+                if first is not None and not self._first_page.is_set():
+                    self._first_page.set()
+                    self._wait_gate()
         except KubeError as err:
             if err.status == 410:  # the continue token expired mid-list
                 raise _Gone from None

@@ -232,8 +232,6 @@ class Kube:
     several files, or ~/.kube/config) and a context (or the current one)."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
-        from kubernetes import client
-
         self.kubeconfig = Kubeconfig(kubeconfig)
         resolved = self.kubeconfig.resolve(context)
         self.resolved = resolved
@@ -243,18 +241,11 @@ class Kube:
         self.cluster = resolved.cluster_name
         self.server = resolved.server
         self.configuration, self.exec_credential = resolved.configuration()
-        self.configuration.retries = _retries()
-        self.api = client.ApiClient(self.configuration)
+        self.pool = _pool(self.configuration)
         self._auth_lock = threading.Lock()
         self._cert = (self.configuration.cert_file, self.configuration.key_file)
         self._open: set[WatchStream] = set()
         self._open_lock = threading.Lock()
-
-    @property
-    def core(self) -> Any:
-        from kubernetes import client
-
-        return client.CoreV1Api(self.api)
 
     # -- contexts ---------------------------------------------------------------------------------
     def contexts(self) -> list[ContextInfo]:
@@ -279,10 +270,8 @@ class Kube:
     def _renew_pool(self) -> None:
         cert = (self.configuration.cert_file, self.configuration.key_file)
         if cert != self._cert:
-            from kubernetes.client import rest
-
             self._cert = cert
-            self.api.rest_client = rest.RESTClientObject(self.configuration)
+            self.pool = _pool(self.configuration)
 
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Accept": accept, "User-Agent": "nodewb/0.1", "Accept-Encoding": "gzip"}
@@ -309,7 +298,7 @@ class Kube:
         doing = doing or f"GET {path}"
         for attempt in (0, 1):
             try:
-                response = self.api.rest_client.pool_manager.request(
+                response = self.pool.request(
                     "GET", url, headers=self._headers(accept), preload_content=False,
                     timeout=urllib3.Timeout(connect=connect, read=read), retries=_retries())
             except KubeError:
@@ -345,11 +334,14 @@ class Kube:
 
     def pages(self, path: str, params: dict[str, Any] | None = None, *, chunk: int = 500,
               accept: str = "application/json", timeout: tuple[float, float] | None = None,
-              doing: str = "") -> Iterator[dict]:
-        """A paged list: yields each page's parsed body as it arrives."""
+              doing: str = "", first: int | None = None) -> Iterator[dict]:
+        """A paged list: yields each page's parsed body as it arrives. `first` makes the first
+        page smaller, so something can be shown while the bulk is still on its way."""
         token = ""
+        limit = first or chunk
         while True:
-            query = dict(params or {}, limit=chunk)
+            query = dict(params or {}, limit=limit)
+            limit = chunk
             if token:
                 query["continue"] = token
             body = self.get_json(path, query, accept=accept, timeout=timeout, doing=doing)
@@ -359,10 +351,10 @@ class Kube:
                 return
 
     def node_pages(self, chunk: int = 500, timeout: tuple[float, float] | None = None,
-                   label_selector: str = "") -> Iterator[NodePage]:
+                   label_selector: str = "", first: int | None = None) -> Iterator[NodePage]:
         """The node list, a page at a time, as slim records (no client models)."""
         for body in self.pages("/api/v1/nodes", {"labelSelector": label_selector or None},
-                               chunk=chunk, timeout=timeout, doing="list nodes"):
+                               chunk=chunk, timeout=timeout, doing="list nodes", first=first):
             meta = body.get("metadata") or {}
             remaining = meta.get("remainingItemCount")
             yield NodePage([node_record(item) for item in body.get("items") or ()],
@@ -505,6 +497,34 @@ class _Tracked:
             self.stream.response.release_conn()
         except Exception:
             pass
+
+
+def _pool(cfg: Any) -> Any:
+    """A urllib3 pool with the context's TLS settings: its CA, client certificate, and
+    server name; through the cluster's proxy-url when it has one."""
+    import ssl
+
+    import urllib3
+
+    options: dict[str, Any] = {"num_pools": 4, "maxsize": 8, "retries": _retries()}
+    if getattr(cfg, "verify_ssl", True):
+        options["cert_reqs"] = ssl.CERT_REQUIRED
+        if cfg.ssl_ca_cert:
+            options["ca_certs"] = cfg.ssl_ca_cert
+        server_name = getattr(cfg, "tls_server_name", "")
+        if server_name:
+            options["server_hostname"] = server_name
+            options["assert_hostname"] = server_name
+    else:
+        options["cert_reqs"] = ssl.CERT_NONE
+    if cfg.cert_file:
+        options["cert_file"] = cfg.cert_file
+    if cfg.key_file:
+        options["key_file"] = cfg.key_file
+    proxy = getattr(cfg, "proxy", None)
+    if proxy:
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
 
 
 def _retries() -> Any:

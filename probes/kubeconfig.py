@@ -213,27 +213,16 @@ class Resolved:
     where: str
 
     def configuration(self) -> tuple[Any, "ExecCredential | None"]:
-        """A kubernetes client Configuration, and the exec plugin behind it if there is one."""
-        from kubernetes import client
-        from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.kube_config import KubeConfigLoader
-
+        """The context's credentials (a `probes.credentials.Credentials`, or a kubernetes
+        client Configuration for auth-provider users), and the exec plugin behind them."""
         plain_user = {k: v for k, v in self.user.items() if k != "exec"}
-        doc = {
-            "clusters": [{"name": self.cluster_name, "cluster": self.cluster}],
-            "users": [{"name": self.user_name or "-", "user": plain_user}],
-            "contexts": [{"name": self.context, "context": {
-                "cluster": self.cluster_name, "user": self.user_name or "-"}}],
-            "current-context": self.context,
-        }
-        configuration = client.Configuration()
-        try:
-            KubeConfigLoader(doc, active_context=self.context,
-                             config_base_path="").load_and_set(configuration)
-        except (ConfigException, OSError, ValueError, TypeError, KeyError) as err:
-            raise KubeError(f"context {self.context!r} in {self.where} could not be used: "
-                            f"{err}") from None
-        configuration.host = self.server
+        if plain_user.get("auth-provider"):
+            configuration = self._client_configuration(plain_user)
+        else:
+            from probes.credentials import Credentials
+
+            configuration = Credentials(self.server, self.cluster, plain_user, self.context,
+                                        self.where)
         exec_cred = None
         has_static = bool(plain_user.get("token") or plain_user.get("tokenFile")
                           or plain_user.get("client-certificate")
@@ -249,6 +238,28 @@ class Resolved:
 
             configuration.refresh_api_key_hook = refresh
         return configuration, exec_cred
+
+    def _client_configuration(self, plain_user: dict) -> Any:
+        from kubernetes import client
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader
+
+        doc = {
+            "clusters": [{"name": self.cluster_name, "cluster": self.cluster}],
+            "users": [{"name": self.user_name or "-", "user": plain_user}],
+            "contexts": [{"name": self.context, "context": {
+                "cluster": self.cluster_name, "user": self.user_name or "-"}}],
+            "current-context": self.context,
+        }
+        configuration = client.Configuration()
+        try:
+            KubeConfigLoader(doc, active_context=self.context,
+                             config_base_path="").load_and_set(configuration)
+        except (ConfigException, OSError, ValueError, TypeError, KeyError) as err:
+            raise KubeError(f"context {self.context!r} in {self.where} could not be used: "
+                            f"{err}") from None
+        configuration.host = self.server
+        return configuration
 
 
 def _parse_time(text: str) -> float:

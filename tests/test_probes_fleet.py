@@ -88,9 +88,9 @@ def test_sequence_then_an_upsert_when_a_node_is_cordoned(fresh_lab):
         fleet.wait(synced(), why="the first list")
         kinds = fleet.kinds()
         start = kinds.index("reset")
-        assert kinds[start:start + 5] == ["reset", "chunk", "chunk", "chunk", "synced"]
+        assert kinds[start:start + 6] == ["reset", "chunk", "chunk", "chunk", "chunk", "synced"]
         chunks = [e for e in fleet.events() if e.kind == "chunk"]
-        assert [len(e.nodes) for e in chunks] == [500, 500, 200]
+        assert [len(e.nodes) for e in chunks] == [100, 500, 500, 100]  # a small first page
         assert chunks[0].nodes[0].name == "node-0001"
         assert len(fleet.nodes) == 1200 and feed.resource_version
         synced_event = next(e for e in fleet.events() if e.kind == "synced")
@@ -234,3 +234,18 @@ def test_stop_returns_within_a_second_even_while_the_server_hangs(fresh_lab):
         os.kill(lab.process.pid, signal.SIGCONT)
     assert not thread.is_alive()
     assert took < 1.0, took
+
+
+def test_after_the_first_page_the_feed_waits_for_the_gate(fresh_lab):
+    lab = fresh_lab("--nodes", "700", "--seed", "5")
+    gate = threading.Event()
+    feed = FleetFeed(Kube(str(lab.kubeconfig)), chunk=500, gate=gate, gate_timeout=30.0)
+    with running(feed) as fleet:
+        fleet.wait(lambda f: f.kinds().count("chunk") >= 1, why="the first page")
+        time.sleep(1.0)
+        kinds = fleet.kinds()
+        assert kinds.count("chunk") == 1 and "synced" not in kinds and "leases" not in kinds
+        gate.set()
+        fleet.wait(synced(), why="the rest of the list once the gate opened")
+        fleet.wait(lambda f: "leases" in f.kinds(), why="leases after the gate")
+        assert len(fleet.nodes) == 700

@@ -313,7 +313,7 @@ def test_forbidden_is_a_403_naming_the_identity_and_rbac(served_lab):
     # The lab lets every authenticated user read everything, so the viewer is refused on a
     # write; the message is built from the API server's own Status.
     kube = Kube(str(served_lab.kubeconfig), "nodewb-lab-viewer")
-    response = kube.api.rest_client.pool_manager.request(
+    response = kube.pool.request(
         "PATCH", f"{kube.server}/api/v1/nodes/node-0001",
         body=b'{"spec":{"unschedulable":true}}',
         headers={**kube._headers("application/json"),

@@ -34,14 +34,14 @@ class NodewbApp(App):
     def __init__(self, source: Feed, *, title: str = "nodewb",
                  clock: Callable[[], float] = time.time, config: Config | None = None,
                  themes: tuple[list[Theme], list[str]] | None = None,
-                 frame_hz: float = FRAME_HZ) -> None:
+                 frame_hz: float = FRAME_HZ, pump: Pump | None = None) -> None:
         super().__init__()
         self.source = source
         self.title = title
         self.clock = clock
         self.config = config if config is not None else load_config()
         self.model = FleetModel()
-        self.pump = Pump()
+        self.pump = pump if pump is not None else Pump()
         self.frame_hz = frame_hz
         self.frames = 0
         self._themes, self._theme_problems = themes if themes is not None else load_themes()
@@ -76,7 +76,9 @@ class NodewbApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._remember_theme = True
         self.set_interval(1 / self.frame_hz, self.frame, name="frame")
-        self.run_feed()
+        if not getattr(self.source, "running", False):
+            self.run_feed()
+        self.call_after_refresh(self.frame)
 
     def _theme_changed(self, theme: Theme) -> None:
         if not self._remember_theme or theme.name == self.config.theme:
@@ -101,6 +103,8 @@ class NodewbApp(App):
         events = self.pump.drain()
         if events:
             self.model.apply(events)
+            if not self.pump.ui_ready.is_set():
+                self.call_after_refresh(self.pump.ui_ready.set)
         now = self.clock()
         fleet = getattr(self, "fleet", None)
         if fleet is None or not fleet.is_mounted:
@@ -114,6 +118,7 @@ class NodewbApp(App):
             screen.update_from(now)
 
     async def on_unmount(self) -> None:
+        self.pump.ui_ready.set()
         self.pump.stop.set()
 
     def action_quit(self) -> Any:  # type: ignore[override]
@@ -122,6 +127,10 @@ class NodewbApp(App):
 
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
-            title: str = "nodewb") -> int:
-    NodewbApp(FleetSource(kubeconfig, context), title=title).run()
+            title: str = "nodewb", source: FleetSource | None = None,
+            pump: Pump | None = None) -> int:
+    """Run the app; `source` and `pump` may come already started (see tui.cli)."""
+    if source is None:
+        source = FleetSource(kubeconfig, context)
+    NodewbApp(source, title=title, pump=pump).run()
     return 0

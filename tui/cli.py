@@ -110,18 +110,27 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
             print(f"nodewb lab: the lab did not start: {err}", file=sys.stderr)
             return 1
         try:
-            from tui.app import run_app
-
-            return run_app(kubeconfig=str(Path(tmp) / "kubeconfig"), context=None,
-                           ssh_config=str(Path(tmp) / "ssh_config"), title="nodewb lab")
+            return _run_tui(str(Path(tmp) / "kubeconfig"), None, str(Path(tmp) / "ssh_config"),
+                            title="nodewb lab")
         finally:
             embedded.stop()
 
 
-def cmd_tui(args: argparse.Namespace) -> int:
+def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None,
+             title: str = "nodewb") -> int:
+    from tui.feed import FleetSource, Pump
+
+    # The first page of nodes is fetched while the terminal UI loads.
+    pump = Pump()
+    source = FleetSource(kubeconfig, context)
+    source.start(pump)
     from tui.app import run_app
 
-    return run_app(kubeconfig=args.kubeconfig, context=args.context, ssh_config=args.ssh_config)
+    return run_app(kubeconfig, context, ssh_config, title=title, source=source, pump=pump)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    return _run_tui(args.kubeconfig, args.context, args.ssh_config)
 
 
 def main(argv: list[str] | None = None) -> int:

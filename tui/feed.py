@@ -43,6 +43,7 @@ class Pump:
     def __init__(self) -> None:
         self.queue: deque[list[Any]] = deque()
         self.stop = threading.Event()
+        self.ui_ready = threading.Event()  # the app is up: the feed may load the rest
         self.batches = 0
 
     def emit(self, batch: list[Any]) -> None:
@@ -60,20 +61,39 @@ class Pump:
 
 
 class FleetSource:
-    """A cluster reached through a kubeconfig: connects in the feed's thread, lazily.
+    """A cluster reached through a kubeconfig: connects in the feed's thread, lazily, and
+    feeds the fleet with probes.fleet.FleetFeed (list in chunks, then watch nodes, leases and
+    pods).
 
-    Uses probes.fleet.FleetFeed (list in chunks, then watch nodes, leases and pods); where that
-    module is not installed, falls back to listing the nodes every few seconds.
+    `start(pump)` begins before the UI is even imported, so the first page of nodes is on its
+    way while the terminal app loads; the app then only drains the pump.
     """
 
     def __init__(self, kubeconfig: str | None, context: str | None,
-                 clock: Callable[[], float] = time.time, poll: float = 5.0) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.kubeconfig = kubeconfig
         self.context = context or ""
         self.server = ""
         self.clock = clock
-        self.poll = poll
         self.kube: Kube | None = None
+        self.running = False
+        self.gate: threading.Event | None = None
+
+    def start(self, pump: "Pump") -> None:
+        """Run the feed in a thread of its own now, into `pump`. After the first page it waits
+        for `pump.ui_ready` (set by the app once it shows rows), at most a few seconds."""
+        self.running = True
+        self.gate = pump.ui_ready
+
+        def work() -> None:
+            try:
+                self.run(pump.emit, pump.stop)
+            except Exception as err:  # outside code: shown, never raised into the UI
+                pump.emit([FeedEvent("connection", connected=False, at=self.clock(),
+                                     error=f"the fleet feed stopped: {type(err).__name__}: "
+                                           f"{err}")])
+
+        threading.Thread(target=work, name="nodewb-fleet-feed", daemon=True).start()
 
     def connect(self) -> Kube:
         if self.kube is None:
@@ -88,43 +108,11 @@ class FleetSource:
         except KubeError as err:
             emit([FeedEvent("connection", connected=False, error=str(err), at=self.clock())])
             return
-        feed = make_feed(kube, self.clock, self.poll)
-        feed.run(emit, stop)
+        make_feed(kube, self.clock, self.gate).run(emit, stop)
 
 
-def make_feed(kube: Kube, clock: Callable[[], float], poll: float = 5.0) -> Feed:
-    try:
-        from probes.fleet import FleetFeed
-    except ImportError:
-        return PollingFeed(kube, clock=clock, interval=poll)
-    return FleetFeed(kube, clock=clock)
+def make_feed(kube: Kube, clock: Callable[[], float],
+              gate: threading.Event | None = None) -> Feed:
+    from probes.fleet import FleetFeed
 
-
-class PollingFeed:
-    """Lists every node every `interval` seconds (the stand-in when no watch feed is present)."""
-
-    def __init__(self, kube: Any, clock: Callable[[], float] = time.time,
-                 interval: float = 5.0) -> None:
-        self.kube = kube
-        self.clock = clock
-        self.interval = interval
-
-    def run(self, emit: Emit, stop: threading.Event) -> None:
-        connected = True
-        while not stop.is_set():
-            try:
-                records = self.kube.list_nodes()
-            except KubeError as err:
-                if connected:
-                    connected = False
-                emit([FeedEvent("connection", connected=False, error=str(err), at=self.clock())])
-            else:
-                batch: list[Any] = []
-                if not connected:
-                    connected = True
-                    batch.append(FeedEvent("connection", connected=True, at=self.clock()))
-                batch += [FeedEvent("reset", at=self.clock()),
-                          FeedEvent("chunk", nodes=records, at=self.clock()),
-                          FeedEvent("synced", at=self.clock())]
-                emit(batch)
-            stop.wait(self.interval)
+    return FleetFeed(kube, clock=clock, gate=gate)

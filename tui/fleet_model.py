@@ -293,7 +293,7 @@ class FleetModel:
     synced: bool = False  # the first full list has arrived
     listing: bool = False  # a (re)list is in progress
     generation: int = 0
-    events_applied: int = 0
+    events_applied: int = 0  # node records, deletions and lease renewals applied
     _filter: Callable[[NodeRecord], bool] | None = None
     _rows: list[Row] = field(default_factory=list)
     _counts: Counts = field(default_factory=Counts)
@@ -306,12 +306,13 @@ class FleetModel:
     def apply(self, events: Iterable[Any]) -> None:
         """Apply a batch of feed events (FleetEvent or anything with the same attributes)."""
         for event in events:
-            self.events_applied += 1
             kind = event.kind
             if kind == "upsert" or kind == "chunk":
+                self.events_applied += len(event.nodes)
                 for rec in event.nodes:
                     self._upsert(rec)
             elif kind == "delete":
+                self.events_applied += len(event.names)
                 for name in event.names:
                     if self.entries.pop(name, None) is not None:
                         self._order_dirty = True
@@ -319,6 +320,7 @@ class FleetModel:
                     self.leases.pop(name, None)
                     self.pods.pop(name, None)
             elif kind == "leases":
+                self.events_applied += len(event.leases)
                 self.leases.update(event.leases)
                 self._content_dirty = True
                 if self.sort == "lease":
