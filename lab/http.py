@@ -426,7 +426,8 @@ async def close_server(server: asyncio.Server) -> None:
     connections: set[asyncio.Task] = getattr(server, "_nodewb_connections", set())
     for task in list(connections):
         task.cancel()
-    if connections:
-        await asyncio.gather(*connections, return_exceptions=True)
+    if connections:  # a connection stuck in a TLS shutdown must not hold the stop up
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*connections, return_exceptions=True), 5)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), 5)
