@@ -15,6 +15,7 @@ from tui.config import Config, load_config, save_theme
 from tui.feed import Feed, FeedEvent, FleetSource, Pump
 from tui.fleet_model import FleetModel
 from tui.fleet_screen import FleetScreen
+from tui.node_context import live_context
 from tui.node_screen import NodeScreen
 from tui.themes import DEFAULT_THEME, load_themes
 
@@ -34,7 +35,8 @@ class NodewbApp(App):
     def __init__(self, source: Feed, *, title: str = "nodewb",
                  clock: Callable[[], float] = time.time, config: Config | None = None,
                  themes: tuple[list[Theme], list[str]] | None = None,
-                 frame_hz: float = FRAME_HZ, pump: Pump | None = None) -> None:
+                 frame_hz: float = FRAME_HZ, pump: Pump | None = None,
+                 ssh_config: str | None = None) -> None:
         super().__init__()
         self.source = source
         self.title = title
@@ -42,6 +44,9 @@ class NodewbApp(App):
         self.config = config if config is not None else load_config()
         self.model = FleetModel()
         self.pump = pump if pump is not None else Pump()
+        connect = getattr(source, "connect", None)
+        # What the node screen needs (kube, SSH, kubelet client, probes), made on first use.
+        self.node_context = live_context(connect, ssh_config, clock) if connect else None
         self.frame_hz = frame_hz
         self.frames = 0
         self._themes, self._theme_problems = themes if themes is not None else load_themes()
@@ -107,7 +112,7 @@ class NodewbApp(App):
                 self.call_after_refresh(self.pump.ui_ready.set)
         now = self.clock()
         fleet = getattr(self, "fleet", None)
-        if fleet is None or not fleet.is_mounted:
+        if fleet is None or not fleet.ready:
             return
         header = fleet.header
         header.set_source(getattr(self.source, "context", "") or "",
@@ -120,6 +125,12 @@ class NodewbApp(App):
     async def on_unmount(self) -> None:
         self.pump.ui_ready.set()
         self.pump.stop.set()
+        close = getattr(self.node_context, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # closing connections at exit: nothing left to tell the user
+                pass
 
     def action_quit(self) -> Any:  # type: ignore[override]
         self.pump.stop.set()
@@ -132,5 +143,5 @@ def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
     """Run the app; `source` and `pump` may come already started (see tui.cli)."""
     if source is None:
         source = FleetSource(kubeconfig, context)
-    NodewbApp(source, title=title, pump=pump).run()
+    NodewbApp(source, title=title, pump=pump, ssh_config=ssh_config).run()
     return 0

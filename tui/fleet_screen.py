@@ -59,9 +59,12 @@ class FleetScreen(Screen):
     def header(self) -> FleetHeader:
         return self.query_one(FleetHeader)
 
+    ready = False  # composed and mounted: the app's frames may update it
+
     def on_mount(self) -> None:
         self.table.focus()
         self.update_view(self.clock())
+        self.ready = True
 
     def update_view(self, now: float) -> None:
         """Called once per frame by the app (and after every key that changes the view)."""

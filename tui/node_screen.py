@@ -1,127 +1,95 @@
-"""One node, described like `kubectl describe node`: conditions, taints, labels, addresses,
-versions. Kept live from the same model as the fleet."""
+"""One node: its facts (describe-like, events, pods), the kubelet journal live, the kubelet's
+signals over time, and the node probes as they run.
+
+At 100 columns and 30 rows or more the four panels share the screen (facts and probes on the
+left, journal and signals on the right); below that one panel shows at a time, like tabs, and
+tab/shift+tab move between them. Everything outside comes through a `NodeContext`
+(tui.node_context): the app gives one, tests give fakes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
+from typing import Any
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.events import DescendantFocus, Resize
+from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from tui.fleet_model import PRESSURES, FleetModel, age_text, clean, labels_of
+from probes.metrics import reduce
+from probes.observation import Observation, Status
+from tui.fleet_model import FleetModel
+from tui.help_screen import HelpScreen, key_help
+from tui.node_context import NodeContext
+from tui.node_facts import PLAIN, describe, events_text, pods_text
+from tui.node_journal import JournalPanel
+from tui.node_probes_panel import ProbesPanel
+from tui.node_signals import SignalsPanel
 
-CONDITION_ORDER = ("Ready",) + tuple(c for c, _ in PRESSURES) + ("NetworkUnavailable",)
-LABEL_W = 20
+__all__ = ["NodeScreen", "describe", "new_lines"]
+
+PANELS = (("facts", "Facts"), ("journal", "Journal"), ("probes", "Probes"),
+          ("signals", "Signals"))
+WIDE = (100, 30)  # columns, rows from which all panels show at once
+FLUSH_HZ = 20
 
 
-def _when(ts: float, now: float) -> str:
-    if not ts:
-        return "-"
-    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{age_text(ts, now)} ago ({stamp})"
+class FactsLoaded(Message):
+    def __init__(self, events: list[dict], pods: list[dict], problems: list[str]) -> None:
+        super().__init__()
+        self.events, self.pods, self.problems = events, pods, problems
 
 
-PLAIN = {"bad": "bold", "warn": "bold", "good": "", "label": "bold", "section": "bold underline"}
+class ProbeStarted(Message):
+    def __init__(self, ident: str, run: int) -> None:
+        super().__init__()
+        self.ident, self.run = ident, run
 
 
-def describe(model: FleetModel, name: str, now: float, styles: dict | None = None) -> Text:
-    st = {**PLAIN, **(styles or {})}
-    entry = model.get(name)
-    out = Text(no_wrap=False)
-    if entry is None:
-        out.append(f"{name}: ", st["label"])
-        out.append("this node is no longer in the cluster (deleted, or not yet listed).")
-        return out
-    rec = entry.rec
-    bad = {"False": st["bad"], "Unknown": st["warn"]}.get(rec.ready, st["good"])
+class ProbeObserved(Message):
+    def __init__(self, obs: Observation, run: int) -> None:
+        super().__init__()
+        self.obs, self.run = obs, run
 
-    def field(label: str, value: str | Text, style: str = "") -> None:
-        out.append(f"{label + ':':<{LABEL_W}}", st["label"])
-        if isinstance(value, Text):
-            out.append_text(value)
-        else:
-            out.append(clean(value) or "-", style)
-        out.append("\n")
 
-    def section(title: str) -> None:
-        out.append(f"\n{title}:\n", st["section"])
+def new_lines(seen: list[str], lines: list[str]) -> tuple[list[str], bool]:
+    """The lines of a fresh log query that come after what was already shown (`seen`: the last
+    lines shown). False when the overlap was not found (lines may be missing in between)."""
+    if not seen:
+        return lines, True
+    probe = seen[-5:]
+    n = len(probe)
+    for end in range(len(lines), n - 1, -1):
+        if lines[end - n:end] == probe:
+            return lines[end:], True
+    if lines and lines[-1] == seen[-1]:
+        return [], True
+    return lines, False
 
-    field("Name", rec.name)
-    field("Status", Text.assemble((entry.cells["status"], bad),
-                                  f"   set by {clean(rec.ready_by) or 'unknown'}"))
-    if rec.ready != "True":
-        field("Reason", rec.ready_reason)
-        field("Message", rec.ready_message)
-    field("Ready since", _when(getattr(rec, "ready_since", 0.0) or 0.0, now))
-    field("Last heartbeat", _when(rec.heartbeat, now))
-    lease = model.leases.get(name, 0.0)
-    field("Lease renewed", _when(lease, now) if lease else "not seen yet")
-    field("Roles", rec.roles)
-    field("Zone", rec.zone)
-    field("Pool", rec.pool)
-    pods = model.pods.get(name)
-    field("Pods", f"{'?' if pods is None else pods} running of {rec.pods_capacity} allowed")
-    field("Unschedulable", "true (cordoned)" if rec.unschedulable else "false",
-          st["warn"] if rec.unschedulable else "")
-    field("Created", _when(rec.created, now))
 
-    section("Conditions")
-    out.append(f"  {'Type':<22}Status\n", st["label"])
-    conditions = rec.conditions or {}
-    for ctype in list(CONDITION_ORDER) + sorted(set(conditions) - set(CONDITION_ORDER)):
-        if ctype not in conditions:
-            continue
-        status = conditions[ctype]
-        healthy = (status == "True") == (ctype == "Ready")
-        style = "" if healthy else (st["warn"] if status == "Unknown" else st["bad"])
-        out.append(f"  {clean(ctype):<22}")
-        out.append(f"{clean(status)}\n", style)
-
-    section("Taints")
-    if rec.taints:
-        for taint in rec.taints:
-            out.append(f"  {clean(taint)}\n")
-    else:
-        out.append("  <none>\n")
-
-    section("Labels")
-    labels = labels_of(rec)
-    if labels:
-        for key in sorted(labels):
-            out.append(f"  {clean(key)}={clean(labels[key])}\n")
-    else:
-        out.append("  (labels are not in this record)\n")
-
-    section("Addresses")
-    addresses = getattr(rec, "addresses", None)
-    if addresses:
-        items = addresses.items() if isinstance(addresses, dict) else addresses
-        for kind, value in items:
-            out.append(f"  {clean(kind)}: {clean(value)}\n")
-    else:
-        out.append(f"  InternalIP: {clean(rec.internal_ip) or '-'}\n")
-
-    section("System Info")
-    for label, value in (("Kubelet Version", rec.kubelet_version),
-                         ("Container Runtime", rec.runtime),
-                         ("Kernel Version", rec.kernel),
-                         ("OS Image", rec.os_image)):
-        out.append(f"  {label + ':':<22}{clean(value) or '-'}\n")
-    if not model.connected:
-        out.append("\nThe API server is unreachable: this is the last state received.\n",
-                   st["bad"])
-    return out
+def _stamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S UTC")
 
 
 class NodeScreen(Screen):
-    """The node view (describe-like for now)."""
+    """The node view."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="node.back"),
+        Binding("slash", "search", "Search journal", id="node.search"),
+        Binding("p", "pause", "Pause/resume journal", id="node.pause"),
+        Binding("r", "rerun", "Re-run probes", id="node.rerun"),
+        Binding("tab", "panel(1)", "Next panel", id="node.next_panel"),
+        Binding("shift+tab", "panel(-1)", "Previous panel", show=False, id="node.prev_panel"),
+        Binding("question_mark", "help", "Help", id="node.help"),
         Binding("j,down", "scroll('down')", "Down", show=False, id="node.down"),
         Binding("k,up", "scroll('up')", "Up", show=False, id="node.up"),
     ]
@@ -134,40 +102,400 @@ class NodeScreen(Screen):
     NodeScreen > .node--section { color: $secondary; text-style: bold underline; }
     NodeScreen #node-title { height: 1; background: $panel; color: $primary;
                              text-style: bold; padding: 0 1; }
-    NodeScreen #node-body { padding: 0 1; }
+    NodeScreen #node-tabs { height: 1; display: none; padding: 0 1; }
+    NodeScreen.-narrow #node-tabs { display: block; }
+    NodeScreen #node-grid { grid-size: 2 2; grid-columns: 46fr 74fr; grid-rows: 3fr 2fr;
+                            height: 1fr; }
+    NodeScreen.-narrow #node-grid { grid-size: 1 1; grid-columns: 1fr; grid-rows: 1fr; }
+    NodeScreen.-narrow .panel { display: none; }
+    NodeScreen.-narrow .panel.-current { display: block; }
+    NodeScreen .panel { border: round $panel-lighten-2; border-title-color: $text-muted;
+                        padding: 0 1; height: 1fr; }
+    NodeScreen .panel.-current { border: round $primary; border-title-color: $primary; }
+    NodeScreen.-narrow .panel { border: none; padding: 0; }
+    NodeScreen #panel-facts { row-span: 1; }
     """
 
-    def __init__(self, model: FleetModel, name: str, now: float) -> None:
+    def __init__(self, model: FleetModel, name: str, now: float,
+                 context: NodeContext | None = None) -> None:
         super().__init__()
         self.model = model
         self.node_name = name
         self._key: tuple = ()
         self._now = now
+        self.context = context
+        self.current = 0
+        self.events: list[dict] = []
+        self.pods: list[dict] = []
+        self.facts_problems: list[str] = []
+        self.facts_state = "loading events and pods…"
+        self.probe_run = 0
+        self._seen: list[str] = []
 
+    # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(Text(f"node {self.node_name}"), id="node-title")
-        with VerticalScroll(id="node-scroll"):
-            yield Static(id="node-body")
+        yield Static(id="node-tabs")
+        with Grid(id="node-grid"):
+            with VerticalScroll(id="panel-facts", classes="panel -current") as facts:
+                facts.border_title = "Facts"
+                yield Static(id="node-body")
+                yield Static(id="node-events")
+                yield Static(id="node-pods")
+            with Vertical(id="panel-journal", classes="panel") as journal:
+                journal.border_title = "Journal"
+                yield JournalPanel(id="journal")
+            probes = ProbesPanel(self._clock, id="panel-probes", classes="panel")
+            probes.border_title = "Probes"
+            yield probes
+            with Vertical(id="panel-signals", classes="panel") as signals:
+                signals.border_title = "Signals"
+                yield SignalsPanel(id="signals")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.update_from(self._now)
-        self.query_one("#node-scroll").focus()
+    def _clock(self) -> float:
+        ctx = self.context
+        return ctx.clock() if ctx is not None else self._now
 
+    @property
+    def journal(self) -> JournalPanel:
+        return self.query_one(JournalPanel)
+
+    @property
+    def signals(self) -> SignalsPanel:
+        return self.query_one(SignalsPanel)
+
+    @property
+    def probes(self) -> ProbesPanel:
+        return self.query_one(ProbesPanel)
+
+    def panel(self, index: int) -> Widget:
+        return self.query_one(f"#panel-{PANELS[index][0]}")
+
+    def on_mount(self) -> None:
+        if self.context is None:
+            self.context = self._context_from_app()
+        self._layout_for(self.app.size.width, self.app.size.height)
+        self.update_from(self._now)
+        self._show_current()
+        self._focus_target(self.current).focus()
+        self.set_interval(1 / FLUSH_HZ, self.flush, name="node-flush")
+        self._start()
+
+    def _context_from_app(self) -> NodeContext | None:
+        make = getattr(self.app, "node_context", None)
+        if make is None:
+            return None
+        try:
+            return make() if callable(make) else make
+        except Exception as err:  # a connection that cannot be made: said on each panel
+            self.notify(f"cannot reach the node's endpoints: {type(err).__name__}: {err}",
+                        title=self.node_name, severity="error", markup=False)
+            return None
+
+    def _start(self) -> None:
+        ctx = self.context
+        if ctx is None:
+            why = "no cluster connection was given to this view"
+            self.facts_state = why
+            self.journal.set_source(f"journal: {why}")
+            self.signals.failed(why)
+            self.probes.failed(why)
+            self._update_facts_extra()
+            return
+        if ctx.kube is not None:
+            self.load_facts()
+        else:
+            self.facts_state = "events and pods: no API connection"
+            self._update_facts_extra()
+        if ctx.ssh is not None or ctx.kubelet is not None:
+            self.follow_journal()
+        else:
+            self.journal.set_source("journal: neither SSH nor the kubelet API is configured")
+        if ctx.kubelet is not None:
+            self.scrape_metrics()
+        else:
+            self.signals.failed("the kubelet API is not configured")
+        if ctx.probes is not None:
+            self.run_probes()
+        else:
+            self.probes.failed("node probes are not available")
+
+    def on_resize(self, event: Resize) -> None:
+        self._layout_for(event.size.width, event.size.height)
+
+    def _layout_for(self, width: int, height: int) -> None:
+        self.set_class(width < WIDE[0] or height < WIDE[1], "-narrow")
+        self._show_current()
+
+    def _show_current(self) -> None:
+        if not self.is_mounted:
+            return
+        for i, (key, _) in enumerate(PANELS):
+            self.query_one(f"#panel-{key}").set_class(i == self.current, "-current")
+        tabs = Text()
+        for i, (_, title) in enumerate(PANELS):
+            tabs.append(f" {title} ", "reverse bold" if i == self.current else "dim")
+            tabs.append(" ")
+        tabs.append(" tab/shift+tab: switch", "dim")
+        self.query_one("#node-tabs", Static).update(tabs)
+
+    def _focus_target(self, index: int) -> Widget:
+        key = PANELS[index][0]
+        if key == "journal":
+            return self.journal.log_view
+        if key == "signals":
+            return self.signals
+        return self.panel(index)
+
+    # -- the frame -------------------------------------------------------------------------------
     def update_from(self, now: float) -> None:
+        """The facts from the fleet model (called by the app each frame)."""
+        if not self.query("#node-body"):
+            return
         entry = self.model.get(self.node_name)
         key = (entry.version if entry else None, int(now), self.model.connected,
                self.model.leases.get(self.node_name), self.model.pods.get(self.node_name))
         if key == self._key:
             return
         self._key = key
-        styles = {k: self.get_component_rich_style(f"node--{k}") for k in PLAIN}
+        self._now = now
         self.query_one("#node-body", Static).update(
-            describe(self.model, self.node_name, now, styles))
+            describe(self.model, self.node_name, now, self._styles()))
+        self._update_facts_extra()
+
+    def _styles(self) -> dict:
+        return {k: self.get_component_rich_style(f"node--{k}") for k in PLAIN}
+
+    def flush(self) -> None:
+        """Per frame: draw the journal lines that arrived, tick running probes."""
+        self.journal.flush()
+        self.probes.tick()
+
+    def _update_facts_extra(self) -> None:
+        if not self.is_mounted:
+            return
+        st = self._styles()
+        out = Text()
+        out.append("\nEvents:\n", st["section"])
+        if self.facts_state:
+            out.append(f"  {self.facts_state}\n", "dim")
+        else:
+            out.append_text(events_text(self.events, self._now, st))
+        for problem in self.facts_problems:
+            out.append(f"  {problem}\n", st["bad"])
+        self.query_one("#node-events", Static).update(out)
+        pods = Text()
+        pods.append(f"\nPods on the node ({len(self.pods)}):\n" if not self.facts_state
+                    else "\nPods on the node:\n", st["section"])
+        if self.facts_state:
+            pods.append(f"  {self.facts_state}\n", "dim")
+        else:
+            pods.append_text(pods_text(self.pods, st))
+        self.query_one("#node-pods", Static).update(pods)
+
+    # -- workers ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="node-facts", exit_on_error=False)
+    def load_facts(self) -> None:
+        kube = self.context.kube if self.context else None
+        name = self.node_name
+        events: list[dict] = []
+        pods: list[dict] = []
+        problems: list[str] = []
+        try:
+            events = kube.get_json("/api/v1/events", {
+                "fieldSelector": f"involvedObject.kind=Node,involvedObject.name={name}"}
+            ).get("items") or []
+        except Exception as err:  # outside code: shown, never raised
+            problems.append(f"events could not be listed: {err}")
+        try:
+            pods = kube.get_json("/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"}
+                                 ).get("items") or []
+        except Exception as err:
+            problems.append(f"pods could not be listed: {err}")
+        self.post_message(FactsLoaded(events, pods, problems))
+
+    @on(FactsLoaded)
+    def _facts_loaded(self, message: FactsLoaded) -> None:
+        self.events, self.pods = message.events, message.pods
+        self.facts_problems = message.problems
+        self.facts_state = ""
+        self._update_facts_extra()
+
+    @work(exclusive=True, group="node-journal", exit_on_error=False)
+    async def follow_journal(self) -> None:
+        ctx = self.context
+        assert ctx is not None
+        panel = self.journal
+        if ctx.ssh is not None:
+            panel.set_source(f"ssh {self.node_name}: {ctx.journal_command}")
+            try:
+                async with ctx.ssh.stream(self.node_name, ctx.journal_command) as stream:
+                    n = 0
+                    async for item in stream:
+                        if isinstance(item, str):
+                            panel.add_lines((item,))
+                        else:
+                            panel.add_marker(item.describe() if hasattr(item, "describe")
+                                             else str(item))
+                        n += 1
+                        if n % 512 == 0:
+                            await asyncio.sleep(0)  # let the UI draw during a burst
+                panel.add_marker(f"journalctl ended (exit status "
+                                 f"{getattr(stream, 'exit_status', '?')})")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                panel.add_marker(f"ssh journal failed: {type(err).__name__}: {err}")
+                if ctx.kubelet is None:
+                    panel.set_source("journal: ssh failed and the kubelet API is not configured")
+                    return
+                panel.add_marker("falling back to the kubelet log query")
+        await self._poll_journal(ctx)
+
+    async def _poll_journal(self, ctx: NodeContext) -> None:
+        panel = self.journal
+        kubelet = ctx.kubelet() if ctx.kubelet else None
+        if kubelet is None:
+            return
+        panel.set_source(f"kubelet log query (polled every {ctx.poll_every:g} s)")
+        last_error = ""
+        while True:
+            try:
+                obs = await kubelet.logs(self.node_name, "kubelet", tail_lines=200)
+            except Exception as err:
+                obs = None
+                error = f"log query failed: {type(err).__name__}: {err}"
+            else:
+                error = "" if obs.status == Status.OK else obs.summary
+            if obs is not None and not error:
+                lines = list(obs.data.get("lines") or [])
+                fresh, joined = new_lines(self._seen, lines)
+                if not joined:
+                    panel.add_marker("the log query moved past the last line shown; lines may "
+                                     "be missing")
+                panel.add_lines(fresh)
+                if lines:
+                    self._seen = lines[-20:]
+                if last_error:
+                    panel.add_marker("log query answering again")
+                last_error = ""
+                panel.set_source(f"kubelet log query via {obs.via} (polled every "
+                                 f"{ctx.poll_every:g} s)")
+            elif error != last_error:
+                panel.add_marker(error)
+                last_error = error
+            await asyncio.sleep(ctx.poll_every)
+
+    @work(exclusive=True, group="node-signals", exit_on_error=False)
+    async def scrape_metrics(self) -> None:
+        ctx = self.context
+        assert ctx is not None and ctx.kubelet is not None
+        kubelet = ctx.kubelet()
+        panel = self.signals
+        prev = None
+        while True:
+            try:
+                obs, scrape = await kubelet.scrape(self.node_name)
+            except Exception as err:
+                obs, scrape = None, None
+                panel.failed(f"scrape failed: {type(err).__name__}: {err}")
+            if scrape is not None and scrape.ok:
+                signals = reduce(prev, scrape)
+                panel.push(signals, prev, scrape, obs.via if obs else "",
+                           _stamp(scrape.at))
+                prev = scrape
+            elif obs is not None:
+                panel.failed(obs.summary)
+            await asyncio.sleep(ctx.scrape_every)
+
+    @work(exclusive=True, group="node-probes", exit_on_error=False)
+    async def run_probes(self) -> None:
+        ctx = self.context
+        assert ctx is not None and ctx.probes is not None
+        self.probe_run += 1
+        run = self.probe_run
+        panel = self.probes
+        try:
+            probes = ctx.probes(self.node_name)
+            panel.set_plan(probes.plan())
+        except Exception as err:
+            panel.failed(f"the probes could not be planned: {type(err).__name__}: {err}")
+            return
+
+        def on_start(spec: Any, *_: Any) -> None:
+            self.post_message(ProbeStarted(str(getattr(spec, "id", spec)), run))
+
+        def on_observation(obs: Observation, *_: Any) -> None:
+            self.post_message(ProbeObserved(obs, run))
+
+        try:
+            await probes.run(on_start, on_observation)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            panel.failed(f"the probes stopped: {type(err).__name__}: {err}")
+            return
+        self.post_message(ProbeStarted("", run))  # the run is over
+
+    @on(ProbeStarted)
+    def _probe_started(self, message: ProbeStarted) -> None:
+        if message.run != self.probe_run:
+            return
+        if message.ident:
+            self.probes.started(message.ident)
+        else:
+            self.probes.failed(f"run {self.probe_run} finished at {_stamp(self._clock())} "
+                               f"(r runs them again)")
+
+    @on(ProbeObserved)
+    def _probe_observed(self, message: ProbeObserved) -> None:
+        if message.run == self.probe_run:
+            self.probes.observed(message.obs)
+
+    # -- actions ---------------------------------------------------------------------------------
+    def action_search(self) -> None:
+        self._select(PANELS.index(("journal", "Journal")), focus=False)
+        self.journal.open_search()
+
+    def action_pause(self) -> None:
+        self.journal.set_paused(not self.journal.paused)
+
+    def action_rerun(self) -> None:
+        ctx = self.context
+        if ctx is None or ctx.probes is None:
+            self.notify("node probes are not available here", severity="warning")
+            return
+        self.run_probes()
+        if ctx.kube is not None:
+            self.load_facts()
+
+    def action_panel(self, step: int) -> None:
+        self._select((self.current + step) % len(PANELS))
+
+    def _select(self, index: int, focus: bool = True) -> None:
+        self.current = index
+        self._show_current()
+        if focus:
+            self._focus_target(index).focus()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(key_help(self)))
 
     def action_scroll(self, direction: str) -> None:
-        scroll = self.query_one("#node-scroll", VerticalScroll)
+        target = self._focus_target(self.current)
         if direction == "down":
-            scroll.scroll_down(animate=False)
+            target.scroll_down(animate=False)
         else:
-            scroll.scroll_up(animate=False)
+            target.scroll_up(animate=False)
+
+    @on(DescendantFocus)
+    def _focus_moved(self, event: DescendantFocus) -> None:
+        for i, (key, _) in enumerate(PANELS):
+            panel = self.query_one(f"#panel-{key}")
+            if event.widget is panel or panel in event.widget.ancestors:
+                if i != self.current:
+                    self.current = i
+                    self._show_current()
+                return

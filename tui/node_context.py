@@ -1,0 +1,89 @@
+"""What the node screen needs from the outside world, injected so tests can pass fakes.
+
+`NodeContext` holds the API connection (a probes.kube.Kube, sync), the SSH client (or None when
+no ssh config was given), a factory of KubeletClient, a factory of NodeProbes and a clock. The app
+builds one with `live_context`; tests build their own from fakes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol, Sequence
+
+
+class ProbePlan(Protocol):
+    """What the node screen uses of probes.node_probes.NodeProbes."""
+
+    def plan(self) -> Sequence[Any]: ...  # [ProbeSpec(id, title, timeout)]
+
+    async def run(self, on_start: Callable[..., Any],
+                  on_observation: Callable[[Any], Any]) -> list[Any]: ...
+
+
+@dataclass
+class NodeContext:
+    kube: Any | None = None  # probes.kube.Kube: get_json(path, params)
+    ssh: Any | None = None  # probes.ssh.SshClient: stream(node, command)
+    kubelet: Callable[[], Any] | None = None  # -> probes.kubelet.KubeletClient
+    probes: Callable[[str], ProbePlan] | None = None  # node name -> NodeProbes
+    clock: Callable[[], float] = time.time
+    scrape_every: float = 5.0  # seconds between metrics scrapes
+    poll_every: float = 2.0  # seconds between node log queries (without SSH)
+    journal_command: str = "journalctl -u kubelet -f -n 200"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
+                 clock: Callable[[], float] = time.time) -> Callable[[], NodeContext]:
+    """A factory of contexts for the real cluster: `kube_source()` connects (or returns the
+    connection the fleet already made); SSH is used when `ssh_config` names an existing file.
+    The factory is called on the node screen's first need, never at import."""
+    cache: dict[str, Any] = {}
+
+    def make() -> NodeContext:
+        if "ctx" in cache:
+            return cache["ctx"]
+        import os
+
+        from probes.kubelet import KubeletClient
+
+        kube = kube_source()
+        ssh = None
+        if ssh_config and os.path.exists(os.path.expanduser(ssh_config)):
+            from probes.ssh import SshClient
+
+            ssh = SshClient(ssh_config=ssh_config)
+
+        runner = _runner(ssh) if ssh is not None else None
+        kubelet = KubeletClient(kube, runner)
+
+        def probes(node: str) -> ProbePlan:
+            from probes.node_probes import NodeProbes  # type: ignore[import-not-found]
+
+            return NodeProbes(kube, ssh, kubelet, node)
+
+        cache["ctx"] = NodeContext(kube=kube, ssh=ssh, kubelet=lambda: kubelet, probes=probes,
+                                   clock=clock)
+        cache["close"] = (ssh, kubelet)
+        return cache["ctx"]
+
+    async def aclose() -> None:
+        """Close the SSH connections and HTTP clients the contexts opened (on app exit)."""
+        ssh, kubelet = cache.pop("close", (None, None))
+        cache.pop("ctx", None)
+        if kubelet is not None:
+            await kubelet.aclose()
+        if ssh is not None:
+            await ssh.close()
+
+    make.aclose = aclose  # type: ignore[attr-defined]
+    return make
+
+
+def _runner(ssh: Any) -> Callable[[str, str, float], Awaitable[tuple]]:
+    async def run(node: str, command: str, timeout: float) -> tuple:
+        r = await ssh.run(node, command, timeout=timeout)
+        return r.exit_status, r.stdout, r.stderr, r.timed_out
+
+    return run
