@@ -207,7 +207,7 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
     feed = FleetFeed(kube, watch_timeout=2, pods=False)
     with running(feed) as fleet:
         fleet.wait(synced(), why="the first list")
-        fleet.wait(lambda f: int(runs.read_text()) >= 3, timeout=20,
+        fleet.wait(lambda f: int(runs.read_text()) >= 3, timeout=45,
                    why="the plugin run again as watches reconnect")
         before = len(fleet.events())
         fleet.wait(lambda f: any(e.kind == "leases" for e in f.events()[before:]),
