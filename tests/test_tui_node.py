@@ -512,3 +512,23 @@ async def test_node_screen_against_the_served_lab(served_lab):
         print(f"\njournal lines after {journal_after:.2f}s, two scrapes after "
               f"{time.monotonic() - t0:.2f}s via {screen.signals.via_text}")
         await pilot.press("q")
+
+
+async def test_cli_ssh_flags_reach_the_ssh_client(tmp_path):
+    from tui.cli import _ssh_options, build_parser
+    from tui.node_context import live_context
+
+    args = build_parser().parse_args(["--bastion", "ops@bastion.example:2222", "--ssh-target",
+                                      "{name}.corp.example", "--ssh-user", "core", "--sudo",
+                                      "--ssh-config", str(tmp_path / "absent")])
+    make = live_context(lambda: None, args.ssh_config, ssh_options=_ssh_options(args))
+    ctx = make()
+    try:
+        assert ctx.ssh is not None
+        assert ctx.ssh.bastion == "ops@bastion.example:2222"
+        assert ctx.ssh.template == "{name}.corp.example"
+    finally:
+        await make.aclose()
+    no_ssh = live_context(lambda: None, str(tmp_path / "absent"))
+    assert no_ssh().ssh is None
+    await no_ssh.aclose()

@@ -36,7 +36,8 @@ class NodewbApp(App):
                  clock: Callable[[], float] = time.time, config: Config | None = None,
                  themes: tuple[list[Theme], list[str]] | None = None,
                  frame_hz: float = FRAME_HZ, pump: Pump | None = None,
-                 ssh_config: str | None = None) -> None:
+                 ssh_config: str | None = None,
+                 ssh_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.source = source
         self.title = title
@@ -46,7 +47,8 @@ class NodewbApp(App):
         self.pump = pump if pump is not None else Pump()
         connect = getattr(source, "connect", None)
         # What the node screen needs (kube, SSH, kubelet client, probes), made on first use.
-        self.node_context = live_context(connect, ssh_config, clock) if connect else None
+        self.node_context = (live_context(connect, ssh_config, clock, ssh_options)
+                             if connect else None)
         self.frame_hz = frame_hz
         self.frames = 0
         self._themes, self._theme_problems = themes if themes is not None else load_themes()
@@ -139,9 +141,10 @@ class NodewbApp(App):
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
             title: str = "nodewb", source: FleetSource | None = None,
-            pump: Pump | None = None) -> int:
+            pump: Pump | None = None, ssh_options: dict[str, Any] | None = None) -> int:
     """Run the app; `source` and `pump` may come already started (see tui.cli)."""
     if source is None:
         source = FleetSource(kubeconfig, context)
-    NodewbApp(source, title=title, pump=pump, ssh_config=ssh_config).run()
+    NodewbApp(source, title=title, pump=pump, ssh_config=ssh_config,
+              ssh_options=ssh_options).run()
     return 0

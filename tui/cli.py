@@ -16,6 +16,14 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", help="kubeconfig context to use (default: the current context)")
     p.add_argument("--ssh-config", default=os.path.expanduser("~/.ssh/config"),
                    help="OpenSSH client config for reaching nodes (default: ~/.ssh/config)")
+    p.add_argument("--bastion", metavar="[USER@]HOST[:PORT]",
+                   help="jump host for SSH to nodes (instead of ProxyJump in the ssh config)")
+    p.add_argument("--ssh-target", metavar="TEMPLATE",
+                   help="how a node is reached over SSH, e.g. '{name}.corp.example' "
+                        "(default: its InternalIP, or a Host entry named after it)")
+    p.add_argument("--ssh-user", help="user for SSH to nodes (default: from the ssh config)")
+    p.add_argument("--sudo", action="store_true",
+                   help="run node commands through `sudo -n`")
 
 
 def _lab_args(p: argparse.ArgumentParser) -> None:
@@ -116,8 +124,13 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
+def _ssh_options(args: argparse.Namespace) -> dict:
+    return {"bastion": getattr(args, "bastion", None), "target": getattr(args, "ssh_target", None),
+            "user": getattr(args, "ssh_user", None), "sudo": getattr(args, "sudo", False)}
+
+
 def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None,
-             title: str = "nodewb") -> int:
+             title: str = "nodewb", ssh_options: dict | None = None) -> int:
     from tui.feed import FleetSource, Pump
 
     # The first page of nodes is fetched while the terminal UI loads.
@@ -126,11 +139,12 @@ def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None
     source.start(pump)
     from tui.app import run_app
 
-    return run_app(kubeconfig, context, ssh_config, title=title, source=source, pump=pump)
+    return run_app(kubeconfig, context, ssh_config, title=title, source=source, pump=pump,
+                   ssh_options=ssh_options)
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    return _run_tui(args.kubeconfig, args.context, args.ssh_config)
+    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=_ssh_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:

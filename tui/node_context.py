@@ -35,10 +35,13 @@ class NodeContext:
 
 
 def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
-                 clock: Callable[[], float] = time.time) -> Callable[[], NodeContext]:
+                 clock: Callable[[], float] = time.time,
+                 ssh_options: dict[str, Any] | None = None) -> Callable[[], NodeContext]:
     """A factory of contexts for the real cluster: `kube_source()` connects (or returns the
-    connection the fleet already made); SSH is used when `ssh_config` names an existing file.
-    The factory is called on the node screen's first need, never at import."""
+    connection the fleet already made); SSH is used when `ssh_config` names an existing file
+    or a bastion is given (`ssh_options` go to probes.ssh.SshClient: bastion, target, user,
+    sudo). The factory is called on the node screen's first need, never at import."""
+    ssh_options = {k: v for k, v in (ssh_options or {}).items() if v not in (None, "", False)}
     cache: dict[str, Any] = {}
 
     def make() -> NodeContext:
@@ -50,10 +53,11 @@ def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
 
         kube = kube_source()
         ssh = None
-        if ssh_config and os.path.exists(os.path.expanduser(ssh_config)):
+        has_config = bool(ssh_config and os.path.exists(os.path.expanduser(ssh_config)))
+        if has_config or ssh_options.get("bastion"):
             from probes.ssh import SshClient
 
-            ssh = SshClient(ssh_config=ssh_config)
+            ssh = SshClient(ssh_config=ssh_config if has_config else None, **ssh_options)
 
         runner = _runner(ssh) if ssh is not None else None
         kubelet = KubeletClient(kube, runner)
