@@ -504,6 +504,19 @@ async def test_node_screen_against_the_served_lab(served_lab):
         journal_after = time.monotonic() - t0
         assert screen.journal.buffer, screen.journal.source
         assert any("kubelet" in line.text for line in screen.journal.buffer)
+        # crictl hangs on this node for its whole 10 s timeout; the keys answer meanwhile.
+        crictl = screen.probes.rows.get("node.crictl.ps")
+        assert crictl is not None and crictl.state in ("pending", "running"), crictl
+        before = screen.current
+        await pilot.press("tab")
+        assert screen.current != before
+        assert screen.probes.rows["node.crictl.ps"].state in ("pending", "running")
+        await pilot.press("shift+tab")
+        assert screen.current == before
+        while time.monotonic() - t0 < 25 and screen.probes.rows["node.crictl.ps"].state in (
+                "pending", "running"):
+            await pilot.pause(0.2)
+        assert screen.probes.rows["node.crictl.ps"].state == "hung"
         while time.monotonic() - t0 < 20 and screen.signals.scrapes < 2:
             await pilot.pause(0.1)
         assert screen.signals.scrapes >= 2, screen.signals.via_text
