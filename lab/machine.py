@@ -491,15 +491,6 @@ class Machine:
         return {"kubelet": self.kubelet, "containerd": self.containerd,
                 "chronyd": self.chronyd, "chrony": self.chronyd}.get(name)
 
-    def restart_unit(self, name: str, now: float, *, delay: float = 2.0) -> str | None:
-        """systemctl restart: returns an error text as systemctl prints it, or None."""
-        from lab import effects
-
-        return effects.restart_unit(self, name, now, delay=delay)
-
-    def kubelet_restarts(self, now: float) -> int:
-        return self.kubelet.restarts
-
 
 def _go_duration(seconds: float) -> str:
     from lab.timefmt import go_duration
