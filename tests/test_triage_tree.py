@@ -486,9 +486,16 @@ def test_triage_imports_no_ui_or_lab():
 
 
 # -- on the served lab -------------------------------------------------------------------------------
-LAB_CASES = {"containerd-deadlock": "runtime_down", "vxlan-missing": "cni_network",
-             "api-partition": "apiserver_unreachable", "inode-exhaustion": "disk_pressure",
-             "healthy": "healthy"}
+LAB_CASES = {
+    "pleg-slow-io": "pleg_runtime_slow", "containerd-deadlock": "runtime_down",
+    "runtime-dead": "runtime_down", "cert-expired": "cert_expired",
+    "cni-binary-missing": "cni_network", "vxlan-missing": "cni_network",
+    "inode-exhaustion": "disk_pressure", "disk-full": "disk_pressure",
+    "kubelet-oom": "memory_pid_pressure", "too-many-pods": "memory_pid_pressure",
+    "pid-exhaustion": "memory_pid_pressure", "api-partition": "apiserver_unreachable",
+    "clock-skew": "clock_skew", "cgroup-driver-mismatch": "kubelet_config",
+    "swap-on": "kubelet_config", "healthy": "healthy",
+}
 
 
 def test_node_probes_on_the_lab_reach_the_scenarios_domain(served_lab):

@@ -343,8 +343,9 @@ RULES: tuple[Rule, ...] = (
       lambda o: (_fig(o, "cert_renew_errors") or 0) > 0, "client certificate renewal errors"),
     # 8. API server reachability
     R("api.unreachable", "api", "apiserver_unreachable", CONFIRM, ("node.apiserver",),
-      lambda o: o.status is Status.HUNG or _d(o, "http_code") in (None, 0, "000")
-      or str(_d(o, "http_code")) == "000", "the API server does not answer from the node"),
+      lambda o: o.status is Status.HUNG or (o.status is Status.BAD and str(
+          _d(o, "http_code")) in ("None", "0", "000")),
+      "the API server does not answer from the node"),
     R("api.5xx", "api", "apiserver_unreachable", SUSPECT, ("node.apiserver",),
       lambda o: str(_d(o, "http_code") or "").startswith("5"),
       "the API server answers 5xx (LB or etcd)"),
