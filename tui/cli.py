@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scen = sub.add_parser("scenarios", help="list the lab's failure scenarios")
     scen.add_argument("--format", choices=["text", "json"], default="text")
+
+    diag = sub.add_parser("diagnose", help="run the probes and the decision tree once on a node")
+    diag.add_argument("node")
+    diag.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    _cluster_args(diag)
     return parser
 
 
@@ -147,10 +152,53 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=_ssh_options(args))
 
 
+async def _diagnose(args: argparse.Namespace):
+    from probes.kube import Kube
+    from probes.kubelet import KubeletClient
+    from probes.node_checks import ssh_runner
+    from probes.node_probes import NodeProbes
+    from probes.ssh import SshClient
+    from triage.tree import Diagnosis
+
+    kube = Kube(args.kubeconfig, args.context)
+    node = kube.get_json(f"/api/v1/nodes/{args.node}", doing=f"get node {args.node}")
+    ip = next((a.get("address") for a in (node.get("status") or {}).get("addresses") or []
+               if a.get("type") == "InternalIP"), None)
+    options = {k: v for k, v in _ssh_options(args).items() if v}
+    has_config = bool(args.ssh_config and os.path.exists(args.ssh_config))
+    ssh = SshClient(ssh_config=args.ssh_config if has_config else None, **options) \
+        if has_config or options.get("bastion") else None
+    diagnosis = Diagnosis(args.node)
+    try:
+        async with KubeletClient(kube, ssh_runner(ssh) if ssh else None) as kubelet:
+            await NodeProbes(kube, ssh, kubelet, args.node, internal_ip=ip).run(
+                on_observation=diagnosis.add)
+    finally:
+        if ssh is not None:
+            await ssh.close()
+    return diagnosis.verdict()
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from probes.kubeconfig import KubeError
+
+    try:
+        verdict = asyncio.run(_diagnose(args))
+    except KubeError as err:
+        print(f"nodewb diagnose: {err}", file=sys.stderr)
+        return 1
+    render = {"json": verdict.to_json, "markdown": verdict.to_markdown}.get(args.format,
+                                                                           verdict.to_text)
+    print(render())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "scenarios":
         return cmd_scenarios(args)
+    if args.command == "diagnose":
+        return cmd_diagnose(args)
     if args.command == "lab":
         problem = _check_lab_args(args)
         if problem:
