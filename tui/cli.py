@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("node")
     diag.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     _cluster_args(diag)
+
+    analyze = sub.add_parser("analyze", help="run the decision tree on captured evidence "
+                                             "(a directory, a lone file or a .tar.gz bundle)")
+    analyze.add_argument("path")
+    analyze.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     return parser
 
 
@@ -193,12 +198,33 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from triage.evidence_read import read_evidence
+    from triage.tree import Diagnosis
+
+    try:
+        evidence = read_evidence(args.path)
+    except OSError as err:
+        why = err.strerror if err.strerror and err.filename else str(err)
+        print(f"nodewb analyze: {args.path}: {why}", file=sys.stderr)
+        return 1
+    diagnosis = Diagnosis(evidence.node).extend(evidence.observations)
+    verdict = diagnosis.verdict()
+    verdict.notes.extend(evidence.notes)
+    render = {"json": verdict.to_json, "markdown": verdict.to_markdown}.get(args.format,
+                                                                           verdict.to_text)
+    print(render())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "scenarios":
         return cmd_scenarios(args)
     if args.command == "diagnose":
         return cmd_diagnose(args)
+    if args.command == "analyze":
+        return cmd_analyze(args)
     if args.command == "lab":
         problem = _check_lab_args(args)
         if problem:

@@ -1,0 +1,300 @@
+"""Captured evidence read back offline: triage.evidence_read and `nodewb analyze`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from probes.observation import Status
+from tests.conftest import ROOT
+from triage.evidence_read import guess_kind, observations_from, read_evidence
+from triage.tree import Diagnosis
+
+DATA = ROOT.parent / "shared" / "data"
+METRICS = sorted((DATA / "kubelet-metrics").glob("*.txt"))
+NODE_LIST = DATA / "node-objects" / "node_list_notready_kuberang_testdata.json"
+
+HEAD = "Mar 12 10:11:12 ip-10-0-1-23 kubelet[1234]: "
+KUBELET_OK = [
+    'I0312 10:11:02.000001    1234 server.go:416] "Kubelet version" kubeletVersion="v1.28.3"',
+    'I0312 10:11:03.114311    1234 kubelet_node_status.go:70] "Attempting to register node" '
+    'node="ip-10-0-1-23"',
+]
+PLEG = ('E0312 10:11:12.123456    1234 kubelet.go:2412] "Skipping pod synchronization" '
+        'err="PLEG is not healthy: pleg was last seen active 3m5.2s ago; threshold is 3m0s"')
+CNI = ('E0312 10:11:12.123456    1234 kubelet.go:2855] "Container runtime network not ready" '
+       'networkReady="NetworkReady=false reason:NetworkPluginNotReady message:Network plugin '
+       'returns error: cni plugin not initialized"')
+X509 = ('E0312 10:11:12.123456    1234 reflector.go:147] k8s.io/client-go/informers/factory.go:'
+        '150: Failed to watch *v1.Node: failed to list *v1.Node: Get "https://10.0.0.10:6443/'
+        'api/v1/nodes?limit=500": x509: certificate has expired or is not yet valid: current '
+        'time 2024-03-12T10:11:12Z is after 2024-03-01T00:00:00Z')
+SWAP = ('E0312 10:11:12.123456    1234 run.go:74] "command failed" err="failed to run Kubelet: '
+        'running with swap on is not supported, please disable swap! or set --fail-swap-on '
+        'flag to false. /proc/swaps contained: [Filename\\t\\t\\t\\tType\\t\\tSize\\t\\tUsed'
+        '\\t\\tPriority /swap.img                               file\\t\\t4194300\\t\\t0\\t\\t-2]"')
+CONTAINERD_DOWN = ('E0312 10:11:12.123456    1234 remote_runtime.go:193] "RunPodSandbox from '
+                   'runtime service failed" err="rpc error: code = Unavailable desc = connection '
+                   'error: desc = \\"transport: Error while dialing dial unix /run/containerd/'
+                   'containerd.sock: connect: connection refused\\""')
+
+
+def journal(*lines: str) -> str:
+    return "".join(f"{HEAD}{ln}\n" for ln in (*KUBELET_OK, *lines))
+
+
+def write(d: Path, files: dict[str, str | bytes]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (d / name).write_bytes(body if isinstance(body, bytes) else body.encode())
+    return d
+
+
+def verdict(path: Path):
+    ev = read_evidence(path)
+    return Diagnosis(ev.node).extend(ev.observations).verdict(), ev
+
+
+def status_of(v, domain: str) -> str:
+    return next(d["status"] for d in v.domains if d["id"] == domain)
+
+
+@pytest.mark.parametrize("line,domain,expected", [
+    (PLEG, "pleg_runtime_slow", "suspected"),
+    (CNI, "cni_network", "confirmed"),
+    (X509, "cert_expired", "confirmed"),
+    (SWAP, "kubelet_config", "confirmed"),
+    (CONTAINERD_DOWN, "runtime_down", "confirmed"),
+])
+def test_kubelet_journal_lines_name_their_domain(tmp_path, line, domain, expected):
+    d = write(tmp_path / "ev", {"kubelet.log": journal(line),
+                                "manifest.json": json.dumps({"node": "ip-10-0-1-23"})})
+    v, ev = verdict(d)
+    assert v.node == "ip-10-0-1-23"
+    assert status_of(v, domain) == expected, v.to_json()
+    if expected == "confirmed":
+        assert v.verdict == domain
+    else:
+        assert v.verdict == "unknown"  # a symptom alone is not a finding
+    obs = ev.observations[0]
+    assert obs.probe == "node.journal.kubelet" and obs.via == "evidence"
+    assert obs.data["file"] == "kubelet.log" and obs.status is Status.BAD
+    chosen = next(x for x in v.domains if x["id"] == domain)
+    assert any(line[:40] in e for e in chosen["evidence"])
+
+
+def test_single_log_dir_and_lone_file_agree(tmp_path):
+    d = write(tmp_path / "only", {"kubelet.log": journal(SWAP)})
+    lone = write(tmp_path / "lone", {"captured-from-node7": journal(SWAP)}) / "captured-from-node7"
+    for path in (d, lone):
+        v, ev = verdict(path)
+        assert v.verdict == "kubelet_config", path
+        assert [o.probe for o in ev.observations] == ["node.journal.kubelet"]
+        assert v.node is None
+
+
+def test_lone_files_are_guessed_by_content(tmp_path):
+    dmesg = ("[Tue Mar 12 10:11:12 2024] Out of memory: Killed process 1234 (kubelet) "
+             "total-vm:2345672kB, anon-rss:1048576kB, file-rss:0kB, shmem-rss:0kB, UID:0 "
+             "pgtables:4096kB oom_score_adj:-999\n")
+    df_i = ("Filesystem      Inodes   IUsed  IFree IUse% Mounted on\n"
+            "/dev/nvme0n1p1 6553600 6553598      2  100% /\n")
+    runtime = ('Mar 12 10:11:12 ip-10-0-1-23 containerd[812]: time="2024-03-12T10:11:12.1Z" '
+               'level=error msg="failed to reload cni configuration after receiving fs change '
+               'event" error="cni config load failed: no network config found in /etc/cni/'
+               'net.d: cni plugin not initialized: failed to load cni config"\n')
+    cases = {"a": (dmesg, "node.dmesg.oom", "memory_pid_pressure"),
+             "b": (df_i, "node.df.inodes", "disk_pressure"),
+             "c": (runtime, "node.journal.containerd", "cni_network")}
+    for name, (body, probe, domain) in cases.items():
+        f = tmp_path / name
+        f.write_text(body)
+        v, ev = verdict(f)
+        assert [o.probe for o in ev.observations] == [probe], ev.notes
+        assert v.verdict == domain, v.to_json()
+
+
+def test_named_command_outputs(tmp_path):
+    d = write(tmp_path / "ev", {
+        "df-h.txt": "Filesystem      Size  Used Avail Use% Mounted on\n"
+                    "/dev/nvme0n1p1   80G   40G   40G  50% /\n",
+        "df-i.txt": "Filesystem      Inodes   IUsed  IFree IUse% Mounted on\n"
+                    "/dev/nvme0n1p1 5242880 5190000  52880   99% /\n",
+        "lsmod.txt": "Module                  Size  Used by\noverlay               151552  12\n"
+                     "br_netfilter           32768  0\n",
+        "crictl-ps.txt": "CONTAINER           IMAGE               CREATED             STATE"
+                         "               NAME                ATTEMPT             POD ID\n"
+                         "1f73f2d81bf98       ead0a4a53df89       2 hours ago         Running"
+                         "             coredns             0                   a5d1ecfc0d6e4\n",
+        "openssl-dates.txt": "notBefore=Mar  1 00:00:00 2023 GMT\n"
+                             "notAfter=Mar  1 00:00:00 2024 GMT\n",
+    })
+    v, ev = verdict(d)
+    probes = {o.probe: o for o in ev.observations}
+    assert set(probes) == {"node.df.space", "node.df.inodes", "node.kmod", "node.crictl.ps",
+                           "node.cert.client"}, ev.notes
+    assert probes["node.df.space"].status is Status.OK
+    assert probes["node.df.inodes"].status is Status.BAD
+    assert probes["node.kmod"].data["missing"] == ["vxlan"]
+    assert probes["node.crictl.ps"].data["count"] == 1
+    assert probes["node.cert.client"].data["state"] == "expired"
+    assert all(o.via == "evidence" and o.data["file"] for o in ev.observations)
+    assert status_of(v, "disk_pressure") == "confirmed"
+    assert status_of(v, "cni_network") == "confirmed"
+    assert status_of(v, "cert_expired") == "confirmed"
+    assert v.verdict == "cert_expired"  # PRECEDENCE: the certificate comes before CNI and disk
+
+
+@pytest.mark.parametrize("scrape", METRICS, ids=lambda p: p.name)
+def test_real_healthy_metrics_scrape_decides_no_bad_domain(tmp_path, scrape):
+    d = write(tmp_path / "ev", {"metrics.txt": scrape.read_bytes()})
+    v, ev = verdict(d)
+    assert [o.probe for o in ev.observations] == ["kubelet.metrics"], ev.notes
+    assert ev.observations[0].data["single_scrape"] is True
+    assert not [x for x in v.domains if x["status"] in ("confirmed", "suspected")], v.to_json()
+    assert v.verdict != "unknown" or v.node is None  # no node.json: it cannot say healthy
+    assert v.verdict in ("unknown", "healthy")
+    # and a lone metrics file is recognised by its content
+    lone = tmp_path / "scrape"
+    lone.write_bytes(scrape.read_bytes())
+    assert [o.probe for o in observations_from(lone)] == ["kubelet.metrics"]
+
+
+def test_real_node_object_decides_nothing_specific(tmp_path):
+    item = json.loads(NODE_LIST.read_text())["items"][0]
+    d = write(tmp_path / "ev", {"node.json": json.dumps(item)})
+    v, ev = verdict(d)
+    assert v.node == item["metadata"]["name"]
+    assert [o.probe for o in ev.observations] == ["api.node"]
+    assert ev.observations[0].data["ready"] == "False"
+    assert v.verdict == "unknown"
+    assert not [x for x in v.domains if x["status"] == "confirmed"]
+    assert v.next_probes  # it says what to look at next
+    # the whole list of four is ambiguous: skipped with a note, not a guess
+    ev2 = read_evidence(NODE_LIST)
+    assert ev2.observations == [] and any("NodeList of 4" in n for n in ev2.notes), ev2.notes
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info, body in members:
+            if body is not None:
+                info.size = len(body)
+                tf.addfile(info, io.BytesIO(body))
+            else:
+                tf.addfile(info)
+    return path
+
+
+def test_bundle_refuses_escapes_and_links(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    outside = tmp_path / "escaped.txt"
+    evil = tarfile.TarInfo("bundle/../../escaped.txt")
+    absolute = tarfile.TarInfo(str(tmp_path / "absolute.txt"))
+    link = tarfile.TarInfo("bundle/kubelet-link.log")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    hard = tarfile.TarInfo("bundle/hard.log")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "bundle/kubelet.log"
+    dev = tarfile.TarInfo("bundle/null")
+    dev.type = tarfile.CHRTYPE
+    good = tarfile.TarInfo("bundle/kubelet.log")
+    manifest = tarfile.TarInfo("bundle/manifest.json")
+    bundle = _tar(work / "evidence.tar.gz", [
+        (evil, b"owned\n"), (absolute, b"owned\n"), (link, None), (hard, None), (dev, None),
+        (good, journal(CNI).encode()), (manifest, json.dumps({"node": "node-0007"}).encode()),
+    ])
+    v, ev = verdict(bundle)
+    assert not outside.exists() and not (tmp_path / "absolute.txt").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["evidence.tar.gz"]
+    refused = [n for n in ev.notes if "refused member" in n]
+    assert len(refused) == 5, ev.notes
+    assert v.node == "node-0007" and v.verdict == "cni_network"
+
+
+def test_garbage_is_skipped_with_a_note(tmp_path):
+    d = write(tmp_path / "ev", {
+        "kubelet.log": journal(PLEG),
+        "random.bin": bytes(range(256)) * 40,
+        "notes.txt": "lunch at noon\n",
+        "metrics.txt": "this is { not metrics\n\x01\x02",
+        "node.json": "{not json",
+        "df-i.txt": "no filesystems here\n",
+        "lsmod.txt": "nothing\n",
+        "empty.log": "",
+        "describe-node.txt": "Name: node-0001\n",
+    })
+    (d / "sub").mkdir()
+    (d / "dangling.log").symlink_to(tmp_path / "nowhere")
+    v, ev = verdict(d)
+    assert [o.probe for o in ev.observations] == ["node.journal.kubelet"]
+    for name in ("random.bin", "notes.txt", "metrics.txt", "node.json", "df-i.txt",
+                 "lsmod.txt", "empty.log", "describe-node.txt", "dangling.log", "sub/"):
+        assert any(n.startswith(name) for n in ev.notes), (name, ev.notes)
+    assert status_of(v, "pleg_runtime_slow") == "suspected"
+
+
+def test_guess_kind_by_name_first():
+    assert guess_kind("runtime.log", "anything") == "runtime-journal"
+    assert guess_kind("dmesg.log", "") == "dmesg"
+    assert guess_kind("df-i.txt", "") == "df-inodes"
+    assert guess_kind("mystery", "hello") is None
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui.cli", "analyze", *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_cli_json(tmp_path):
+    d = write(tmp_path / "ev", {"kubelet.log": journal(X509),
+                                "manifest.json": json.dumps({"node": "node-0003"})})
+    r = analyze(str(d), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert list(out) == ["node", "verdict", "domains", "next_probes", "fix", "verify", "dont",
+                         "actions"]
+    assert out["node"] == "node-0003" and out["verdict"] == "cert_expired"
+    assert out["fix"] and out["actions"] == ["approve-csr"]
+    for fmt in ("text", "markdown"):
+        r = analyze(str(d), "--format", fmt)
+        assert r.returncode == 0 and "cert_expired" in r.stdout, r.stderr
+
+
+def test_cli_node_null_and_missing_path(tmp_path):
+    lone = tmp_path / "kubelet.log"
+    lone.write_text(journal(PLEG))
+    r = analyze(str(lone), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["node"] is None
+    r = analyze(str(tmp_path / "nope"), "--format", "json")
+    assert r.returncode == 1 and r.stdout == ""
+    assert "nope" in r.stderr and "no such file" in r.stderr.lower()
+
+
+def test_relist_age_is_judged_at_capture_time(tmp_path):
+    scrape = DATA / "kubelet-metrics" / "datadog_kubelet_metrics_1_21.txt"
+    seen = 1.648119277e+09  # kubelet_pleg_last_seen_seconds in that scrape
+    for captured, expected in ((seen + 5, "ruled_out"), (seen + 600, "confirmed")):
+        d = write(tmp_path / str(captured), {
+            "metrics.txt": scrape.read_bytes(),
+            "manifest.json": json.dumps({"node": "n1", "times": {"captured": captured}})})
+        v, ev = verdict(d)
+        assert status_of(v, "pleg_runtime_slow") == expected, v.to_json()
+
+
+def test_cert_dates_judged_at_capture_time(tmp_path):
+    dates = "notBefore=Mar  1 00:00:00 2023 GMT\nnotAfter=Mar  1 00:00:00 2024 GMT\n"
+    for captured, state in (("2023-06-01T00:00:00Z", "valid"), ("2024-06-01T00:00:00Z",
+                                                                  "expired")):
+        d = write(tmp_path / captured[:4], {
+            "openssl-dates.txt": dates,
+            "manifest.json": json.dumps({"node": "n1", "times": {"captured": captured}})})
+        obs = observations_from(d)
+        assert [o.data.get("state") for o in obs] == [state]

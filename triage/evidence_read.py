@@ -1,0 +1,576 @@
+"""Captured evidence read back as observations, for the decision tree offline.
+
+    ev = read_evidence(path)          # a directory, a lone file, or a .tar.gz bundle
+    ev.observations, ev.node, ev.notes
+    observations_from(path)           # just the observations
+
+Each file is the output of one command; it is handed to the same parser the live check uses
+(probes.node_checks, probes.metrics, probes.kube), so a file and a live probe decide the same.
+Unknown or unreadable files are skipped with a note, never an exception.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from probes import metrics as metrics_mod
+from probes import node_checks as nc
+from probes.kube import node_record, parse_time
+from probes.observation import Observation, Status
+from probes.ssh import CommandResult
+
+__all__ = ["Evidence", "read_evidence", "observations_from", "guess_kind", "KINDS"]
+
+VIA = "evidence"
+MAX_FILE = 256 * 1024 * 1024  # bytes read from one file
+MAX_BUNDLE_MEMBER = 512 * 1024 * 1024
+GOROUTINE_WARN = 500
+
+# kind -> the probe id it becomes
+KINDS: dict[str, str] = {
+    "kubelet-journal": "node.journal.kubelet",
+    "runtime-journal": "node.journal.containerd",
+    "dmesg": "node.dmesg.oom",
+    "node-json": "api.node",
+    "metrics": "kubelet.metrics",
+    "goroutines": "kubelet.goroutines",
+    "df-space": "node.df.space",
+    "df-inodes": "node.df.inodes",
+    "crictl-ps": "node.crictl.ps",
+    "crictl-pods": "node.crictl.pods",
+    "crictl-info": "node.crictl.info",
+    "cert-dates": "node.cert.client",
+    "lsmod": "node.kmod",
+    "systemd-kubelet": "node.systemd.kubelet",
+    "systemd-containerd": "node.systemd.containerd",
+    "kubelet-ps": "node.kubelet.process",
+}
+
+# file names (lower case, without directories) -> kind; checked before the content is sniffed
+_NAMES: tuple[tuple[str, str], ...] = (
+    (r"(journal[-_.])?kubelet([-_.]journal)?\.(log|txt)", "kubelet-journal"),
+    (r"(journal[-_.])?(runtime|containerd|crio|cri-o)([-_.]journal)?\.(log|txt)",
+     "runtime-journal"),
+    (r"(dmesg|kern|kernel|journal-k)\.(log|txt)", "dmesg"),
+    (r"node\.json", "node-json"),
+    (r"metrics(\.txt|\.prom)?", "metrics"),
+    (r"goroutines?(\.txt)?", "goroutines"),
+    (r"df(-h)?\.txt", "df-space"),
+    (r"df-i\.txt", "df-inodes"),
+    (r"crictl-ps\.txt", "crictl-ps"),
+    (r"crictl-pods\.txt", "crictl-pods"),
+    (r"crictl-info\.(txt|json)", "crictl-info"),
+    (r"(openssl-dates|cert-dates|client-cert|openssl)\.txt", "cert-dates"),
+    (r"lsmod\.txt", "lsmod"),
+    (r"(systemctl|systemd)[-_](show[-_])?kubelet\.txt", "systemd-kubelet"),
+    (r"(systemctl|systemd)[-_](show[-_])?containerd\.txt", "systemd-containerd"),
+    (r"ps[-_]kubelet\.txt", "kubelet-ps"),
+)
+# read by a person, not by the tree
+_PEOPLE = {"describe-node.txt", "events.json", "manifest.json"}
+
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.\-]+:\d+\]", re.M)
+_JOURNAL_PREFIX = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ ([\w.\-]+)(\[\d+\])?:", re.M)
+_DMESG = re.compile(r"^(\[\s*\d+\.\d+\]|\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]|"
+                    r"\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ kernel:)", re.M)
+
+
+@dataclass(slots=True)
+class Evidence:
+    observations: list[Observation] = field(default_factory=list)
+    node: str | None = None
+    notes: list[str] = field(default_factory=list)
+    captured: float | None = None  # epoch seconds, from manifest.json
+
+
+# -- the entry points -----------------------------------------------------------------------------
+def observations_from(path: str | os.PathLike[str]) -> list[Observation]:
+    return read_evidence(path).observations
+
+
+def read_evidence(path: str | os.PathLike[str]) -> Evidence:
+    """Observations from a directory of the evidence layout, a lone file, or a tar bundle.
+    Raises FileNotFoundError / PermissionError / NotADirectoryError when `path` itself cannot
+    be read; anything wrong inside it becomes a note."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
+    if p.is_dir():
+        os.listdir(p)  # PermissionError when it cannot be read
+        return _read_dir(p)
+    with open(p, "rb"):
+        pass
+    if _is_tar(p):
+        return _read_bundle(p)
+    ev = Evidence()
+    _read_file(p, ev, lone=True)
+    _finish(ev)
+    return ev
+
+
+# -- bundles --------------------------------------------------------------------------------------
+def _is_tar(p: Path) -> bool:
+    name = p.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+        return True
+    try:
+        return tarfile.is_tarfile(p)
+    except OSError:
+        return False
+
+
+def _member_problem(m: tarfile.TarInfo) -> str | None:
+    name = m.name
+    pp = PurePosixPath(name)
+    if name.startswith(("/", "\\")) or pp.is_absolute() or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in pp.parts or ".." in name.replace("\\", "/").split("/"):
+        return "'..' in the path"
+    if m.issym() or m.islnk():
+        return "a link"
+    if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+        return "a device or fifo"
+    if not (m.isfile() or m.isdir()):
+        return "not a regular file"
+    if m.isfile() and m.size > MAX_BUNDLE_MEMBER:
+        return f"too large ({m.size} bytes)"
+    return None
+
+
+def _read_bundle(p: Path) -> Evidence:
+    notes: list[str] = []
+    tmp = tempfile.mkdtemp(prefix="nodewb-evidence-")
+    root = Path(tmp).resolve()
+    try:
+        try:
+            with tarfile.open(p, "r:*") as tf:
+                for m in tf:
+                    problem = _member_problem(m)
+                    if problem:
+                        notes.append(f"{p.name}: refused member {m.name!r} ({problem})")
+                        continue
+                    dest = (root / m.name).resolve()
+                    if dest != root and root not in dest.parents:
+                        notes.append(f"{p.name}: refused member {m.name!r} (outside the bundle)")
+                        continue
+                    if m.isdir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(m)
+                    if src is None:
+                        continue
+                    with src, open(dest, "xb") as out:
+                        shutil.copyfileobj(src, out)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            notes.append(f"{p.name}: the bundle could not be read completely "
+                         f"({type(exc).__name__}: {exc})")
+        base = root
+        entries = [e for e in base.iterdir()]
+        while len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+            base = entries[0]
+            entries = list(base.iterdir())
+        ev = _read_dir(base)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ev.notes[:0] = notes
+    return ev
+
+
+# -- directories ----------------------------------------------------------------------------------
+def _read_dir(d: Path) -> Evidence:
+    ev = Evidence()
+    manifest = d / "manifest.json"
+    if manifest.is_file() and not manifest.is_symlink():
+        _read_manifest(manifest, ev)
+    for f in sorted(d.iterdir()):
+        if f.name == "manifest.json":
+            continue
+        if f.is_symlink():
+            ev.notes.append(f"{f.name}: skipped (a symbolic link)")
+            continue
+        if f.is_dir():
+            ev.notes.append(f"{f.name}/: skipped (a directory)")
+            continue
+        if not f.is_file():
+            ev.notes.append(f"{f.name}: skipped (not a regular file)")
+            continue
+        _read_file(f, ev, lone=False)
+    _finish(ev)
+    return ev
+
+
+def _read_manifest(f: Path, ev: Evidence) -> None:
+    try:
+        obj = json.loads(f.read_text("utf-8", "replace"))
+    except (OSError, ValueError) as exc:
+        ev.notes.append(f"manifest.json: skipped ({type(exc).__name__}: {exc})")
+        return
+    if not isinstance(obj, dict):
+        ev.notes.append("manifest.json: skipped (not a JSON object)")
+        return
+    node = obj.get("node")
+    if isinstance(node, dict):
+        node = node.get("name")
+    if isinstance(node, str) and node:
+        ev.node = node
+    times = obj.get("times") if isinstance(obj.get("times"), dict) else {}
+    for key in ("captured", "captured_at", "finished", "end", "started", "start", "time"):
+        v = times.get(key, obj.get(key))
+        ts = _epoch(v)
+        if ts:
+            ev.captured = ts
+            break
+
+
+def _epoch(v: Any) -> float | None:
+    if isinstance(v, (int, float)) and v > 0:
+        return float(v)
+    if isinstance(v, str) and v:
+        try:
+            return float(v)
+        except ValueError:
+            return parse_time(v) or None
+    return None
+
+
+def _finish(ev: Evidence) -> None:
+    node = ev.node
+    out = []
+    for o in ev.observations:
+        out.append(o if o.node == node else replace(o, node=node))
+    ev.observations = out
+    seen: dict[str, str] = {}
+    for o in ev.observations:
+        f = o.data.get("file", "?")
+        if o.probe in seen:
+            ev.notes.append(f"{f}: {o.probe} also read from {seen[o.probe]}; the later one counts")
+        seen[o.probe] = f
+
+
+# -- one file -------------------------------------------------------------------------------------
+def guess_kind(name: str, text: str) -> str | None:
+    """The kind of a captured file, from its name first and then its content; None: unknown."""
+    low = name.lower()
+    for rx, kind in _NAMES:
+        if re.fullmatch(rx, low):
+            return kind
+    return _sniff(text, low)
+
+
+def _sniff(text: str, low: str = "") -> str | None:
+    head = text[:200_000]
+    stripped = head.lstrip()
+    if stripped.startswith(("{", "[")):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            if obj.get("kind") in ("Node", "NodeList") or (obj.get("kind") == "List" and any(
+                    isinstance(i, dict) and i.get("kind") == "Node"
+                    for i in obj.get("items") or [])) or \
+                    ("status" in obj and "conditions" in (obj.get("status") or {})
+                     and "metadata" in obj):
+                return "node-json"
+            if isinstance((obj.get("status") or {}).get("conditions"), list) and \
+                    any(isinstance(c, dict) and c.get("type") == "RuntimeReady"
+                        for c in obj["status"]["conditions"]):
+                return "crictl-info"
+        if obj is not None:
+            return None
+    if re.search(r"^goroutine profile: total \d+", head, re.M):
+        return "goroutines"
+    if re.search(r"^# (TYPE|HELP) \w+", head, re.M) or \
+            re.search(r"^(kubelet|go|process|rest_client|apiserver|storage_operation)_\w+"
+                      r"(\{[^}]*\})? [-+0-9.eE]+(NaN|Inf)?\s*$", head, re.M):
+        return "metrics"
+    if re.search(r"^Module\s+Size\s+Used by", head, re.M):
+        return "lsmod"
+    if re.search(r"^Filesystem\s+Inodes\s+IUsed", head, re.M):
+        return "df-inodes"
+    if re.search(r"^Filesystem\s+(Size|1K-blocks|1024-blocks)\s+Used", head, re.M):
+        return "df-space"
+    if re.search(r"^CONTAINER\s+IMAGE", head, re.M):
+        return "crictl-ps"
+    if re.search(r"^POD ID\s+CREATED", head, re.M):
+        return "crictl-pods"
+    if re.search(r"^notAfter=", head, re.M):
+        return "cert-dates"
+    if re.search(r"^ActiveState=", head, re.M):
+        m = re.search(r"^(Id|Names)=(\S+)", head, re.M)
+        unit = m.group(2) if m else low
+        if "containerd" in unit:
+            return "systemd-containerd"
+        if "kubelet" in unit:
+            return "systemd-kubelet"
+        return None
+    units = [m.group(1).lower() for m in _JOURNAL_PREFIX.finditer(head)]
+    if units and units.count("kernel") * 2 > len(units):
+        return "dmesg"
+    if any(u in ("kubelet",) for u in units):
+        return "kubelet-journal"
+    if any(u in ("containerd", "crio", "dockerd") for u in units):
+        return "runtime-journal"
+    if _DMESG.search(head):
+        return "dmesg"
+    if _KLOG.search(head) or re.search(r"kubelet\.go:\d+\]|Kubernetes Kubelet", head):
+        return "kubelet-journal"
+    if re.search(r'level=\w+ msg="', head) and re.search(r"containerd|cri|snapshotter|shim",
+                                                          head, re.I):
+        return "runtime-journal"
+    if "kubelet" in low:
+        return "kubelet-journal"
+    if "containerd" in low or "crio" in low:
+        return "runtime-journal"
+    return None
+
+
+def _read_file(f: Path, ev: Evidence, *, lone: bool) -> None:
+    name = f.name
+    if not lone and name.lower() in _PEOPLE:
+        ev.notes.append(f"{name}: kept for a person to read; the tree does not read it")
+        return
+    try:
+        with open(f, "rb") as fh:
+            payload = fh.read(MAX_FILE + 1)
+    except OSError as exc:
+        ev.notes.append(f"{name}: skipped, it cannot be read ({exc.strerror or exc})")
+        return
+    if len(payload) > MAX_FILE:
+        ev.notes.append(f"{name}: skipped (larger than {MAX_FILE} bytes)")
+        return
+    if payload[:2] == b"\x1f\x8b":
+        ev.notes.append(f"{name}: skipped (compressed; unpack it first)")
+        return
+    if b"\x00" in payload[:65536]:
+        ev.notes.append(f"{name}: skipped (binary, not command output)")
+        return
+    text = payload.decode("utf-8", "replace")
+    if not text.strip():
+        ev.notes.append(f"{name}: skipped (empty)")
+        return
+    kind = guess_kind(name, text)
+    if kind is None:
+        ev.notes.append(f"{name}: skipped (not a kind of output the tree reads)")
+        return
+    try:
+        mtime = f.stat().st_mtime
+    except OSError:
+        mtime = time.time()
+    at = ev.captured or mtime
+    try:
+        obs = _READERS[kind](text, ev, at)
+    except Exception as exc:  # a parser surprise skips the file, never the whole read
+        ev.notes.append(f"{name}: skipped as {kind}, it could not be read "
+                        f"({type(exc).__name__}: {exc})")
+        return
+    if obs is None:
+        return
+    if obs.status in (Status.ERROR, Status.SKIPPED):
+        ev.notes.append(f"{name}: skipped as {kind}: {obs.reason or obs.summary}")
+        return
+    data = dict(obs.data)
+    data["file"] = name
+    data.pop("command", None)
+    ev.observations.append(replace(obs, via=VIA, data=data, started=at, duration=0.0,
+                                   summary=f"{obs.summary} [{name}]"))
+
+
+# -- replaying a file through the live check's parser ----------------------------------------------
+class _Replay:
+    """Stands in for the SSH client: every command "prints" the captured text."""
+
+    def __init__(self, stdout: str, at: float) -> None:
+        self.stdout, self.at = stdout, at
+
+    async def run(self, node: str, command: str, timeout: float) -> CommandResult:
+        return CommandResult(0, self.stdout, "", 0.0, False, node=node or "", command=command,
+                             started=self.at, timeout=timeout)
+
+
+def _drive(coro: Any) -> Any:
+    """Run a coroutine that never really waits (the replayed command answers at once)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("the replayed check waited on something")
+
+
+def _replay(check: Callable[..., Any], text: str, ev: Evidence, at: float, *args: Any,
+            **kw: Any) -> Observation:
+    return _drive(check(_Replay(text, at), ev.node or "", *args, **kw))
+
+
+def _journal(unit: str) -> Callable[[str, Evidence, float], Observation]:
+    def read(text: str, ev: Evidence, at: float) -> Observation:
+        return _replay(nc.journal_scan, text, ev, at, unit)
+    return read
+
+
+def _df(inodes: bool) -> Callable[[str, Evidence, float], Observation]:
+    def read(text: str, ev: Evidence, at: float) -> Observation:
+        rows = nc.parse_df(text)
+        if not rows:
+            raise ValueError("no df rows")
+        mounts = list(dict.fromkeys(r["mount"] for r in rows))
+        header = "Filesystem Size Used Avail Use% Mounted on"
+        parts = []
+        for mnt in mounts:
+            row = [r for r in rows if r["mount"] == mnt][-1]
+            pct = "-" if row["use_pct"] is None else f"{row['use_pct']}%"
+            parts.append(f"{nc.SECTION}{mnt}\n{header}\n{row['filesystem']} {row['size']} "
+                         f"{row['used']} {row['avail']} {pct} {row['mount']}")
+        return _replay(nc.df, "\n".join(parts) + "\n", ev, at, inodes=inodes, paths=mounts)
+    return read
+
+
+def _crictl(what: str) -> Callable[[str, Evidence, float], Observation]:
+    def read(text: str, ev: Evidence, at: float) -> Observation:
+        return _replay(nc.crictl, text, ev, at, what)
+    return read
+
+
+def _systemd(unit: str) -> Callable[[str, Evidence, float], Observation]:
+    def read(text: str, ev: Evidence, at: float) -> Observation:
+        return _replay(nc.systemd_unit, text, ev, at, unit)
+    return read
+
+
+def _dmesg(text: str, ev: Evidence, at: float) -> Observation:
+    return _replay(nc.dmesg_oom, text, ev, at)
+
+
+def _lsmod(text: str, ev: Evidence, at: float) -> Observation:
+    return _replay(nc.kernel_modules, text, ev, at)
+
+
+def _cert(text: str, ev: Evidence, at: float) -> Observation:
+    first = text.lstrip().split("\n", 1)[0].strip()
+    if ev.captured is not None and not re.fullmatch(r"\d+(\.\d+)?", first):
+        text = f"{int(ev.captured)}\n{text.lstrip()}"  # judged on the capture's clock
+    return _replay(nc.client_cert, text, ev, at)
+
+
+def _kubelet_ps(text: str, ev: Evidence, at: float) -> Observation:
+    return _replay(nc.kubelet_process, text, ev, at)
+
+
+def _metrics(text: str, ev: Evidence, at: float) -> Observation:
+    s = metrics_mod.parse(text, at=at)
+    if not s.ok:
+        raise ValueError(s.error or "not a /metrics payload")
+    signals = metrics_mod.reduce(None, s)
+    if ev.captured is None:
+        # Figures that are a timestamp in the scrape minus the scrape's time: without a capture
+        # time in manifest.json the scrape's time is not known, so neither are they.
+        why = "not measured: the capture time is unknown (no time in manifest.json)"
+        if signals.pleg_last_relist_age.value is not None:
+            signals.pleg_last_relist_age = metrics_mod.Figure(
+                None, "s", "kubelet_pleg_last_seen_seconds", why)
+        if signals.cert_ttl.value is not None and "expiration_seconds" in signals.cert_ttl.source:
+            signals.cert_ttl = metrics_mod.Figure(
+                None, "s", "kubelet_certificate_manager_client_expiration_seconds", why)
+    breaches = signals.breaches()
+    parts = []
+    for label, fig in (("PLEG p99", signals.pleg_relist_p99),
+                       ("last relist", signals.pleg_last_relist_age),
+                       ("goroutines", signals.goroutines), ("RSS", signals.rss),
+                       ("cert TTL", signals.cert_ttl)):
+        if fig.value is not None:
+            parts.append(f"{label} {fig.text()}")
+    summary = "metrics (one scrape): " + (", ".join(parts) or "no figures")
+    if breaches:
+        summary += " | " + "; ".join(breaches)
+    data = {"size": s.size, "kept_lines": s.kept, "bad_lines": s.bad_lines,
+            "signals": signals.as_dict(), "single_scrape": True}
+    raw = "\n".join(line.decode("utf-8", "replace")
+                    for line in metrics_mod.prefilter(text.encode()))[:4 * nc.RAW_LIMIT]
+    return Observation("kubelet.metrics", ev.node, Status.BAD if breaches else Status.OK, at,
+                       0.0, summary, data, VIA, raw)
+
+
+def _goroutines(text: str, ev: Evidence, at: float) -> Observation:
+    from probes.kubelet import parse_goroutines
+    dump = parse_goroutines(text)
+    if dump["total"] is None:
+        raise ValueError("no 'goroutine profile: total N' line (not a debug=1 profile)")
+    total = dump["total"]
+    status = Status.BAD if total > GOROUTINE_WARN else Status.OK
+    return Observation("kubelet.goroutines", ev.node, status, at, 0.0,
+                       f"{total} goroutines", dict(dump), VIA, text[:nc.RAW_LIMIT])
+
+
+def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
+    obj = json.loads(text)
+    if isinstance(obj, dict) and obj.get("kind") in ("NodeList", "List"):
+        items = [i for i in obj.get("items") or [] if isinstance(i, dict)]
+        wanted = [i for i in items if (i.get("metadata") or {}).get("name") == ev.node] \
+            if ev.node else []
+        if wanted:
+            obj = wanted[0]
+        elif len(items) == 1:
+            obj = items[0]
+        else:
+            raise ValueError(f"a NodeList of {len(items)} nodes; say which one (node.json "
+                             f"holds one Node)")
+    if not isinstance(obj, dict) or obj.get("kind") not in (None, "Node"):
+        raise ValueError("not a Node object")
+    rec = node_record(obj)
+    if not ev.node and rec.name:
+        ev.node = rec.name
+    age = (ev.captured - rec.heartbeat) if (ev.captured and rec.heartbeat) else None
+    pressures = [k for k in ("MemoryPressure", "DiskPressure", "PIDPressure",
+                             "NetworkUnavailable") if rec.conditions.get(k) == "True"]
+    data = {"ready": rec.ready, "reason": rec.ready_reason, "message": rec.ready_message,
+            "set_by": rec.ready_by, "heartbeat_age": None if age is None else round(age, 1),
+            "ready_since": rec.ready_since, "conditions": rec.conditions,
+            "pressures": pressures, "taints": rec.taints, "unschedulable": rec.unschedulable,
+            "kubelet_version": rec.kubelet_version, "runtime": rec.runtime,
+            "kernel": rec.kernel, "os_image": rec.os_image, "internal_ip": rec.internal_ip,
+            "zone": rec.zone, "pods_capacity": rec.pods_capacity}
+    words = f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by {rec.ready_by})"
+    if age is not None:
+        words += f", heartbeat {age:.0f} s before capture"
+    if rec.ready_message:
+        words += f": {rec.ready_message[:160]}"
+    if pressures:
+        words += "; " + ", ".join(f"{p}=True" for p in pressures)
+    conds = (obj.get("status") or {}).get("conditions") or []
+    raw = "\n".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')} "
+                    f"{c.get('message', '')}".strip() for c in conds if isinstance(c, dict))
+    bad = rec.ready != "True" or bool(pressures)
+    return Observation("api.node", ev.node, Status.BAD if bad else Status.OK, at, 0.0, words,
+                       data, VIA, raw)
+
+
+_READERS: dict[str, Callable[[str, Evidence, float], Observation | None]] = {
+    "kubelet-journal": _journal("kubelet"),
+    "runtime-journal": _journal("containerd"),
+    "dmesg": _dmesg,
+    "node-json": _node_json,
+    "metrics": _metrics,
+    "goroutines": _goroutines,
+    "df-space": _df(False),
+    "df-inodes": _df(True),
+    "crictl-ps": _crictl("ps"),
+    "crictl-pods": _crictl("pods"),
+    "crictl-info": _crictl("info"),
+    "cert-dates": _cert,
+    "lsmod": _lsmod,
+    "systemd-kubelet": _systemd("kubelet"),
+    "systemd-containerd": _systemd("containerd"),
+    "kubelet-ps": _kubelet_ps,
+}
