@@ -940,44 +940,52 @@ def _sed_applies(cmd: dict, lineno: int, line: str, last: bool) -> bool:
     return hit != cmd["neg"]
 
 
+def _sed_line(cmds: list[dict], idx: int, raw: str, last: bool,
+              quiet: bool) -> tuple[list[str], bool]:
+    """One input line through the script: (what it prints, whether `q` ended the input)."""
+    nl = raw.endswith("\n")
+    line = raw[:-1] if nl else raw
+    out: list[str] = []
+    appended: list[str] = []
+    deleted = quit_after = False
+    for cmd in cmds:
+        if not _sed_applies(cmd, idx, line, last):
+            continue
+        c = cmd["cmd"]
+        if c == "s":
+            new, count = cmd["re"].subn(cmd["rep"], line, count=0 if cmd["g"] else 1)
+            if count:
+                line = new
+                if cmd["p"]:
+                    out.append(line + "\n")
+        elif c == "d":
+            deleted = True
+            break
+        elif c == "p":
+            out.append(line + "\n")
+        elif c == "=":
+            out.append(f"{idx}\n")
+        elif c == "q":
+            quit_after = True
+            break
+        elif c == "a":
+            appended.append(cmd["text"] + "\n")
+        elif c == "i":
+            out.append(cmd["text"] + "\n")
+        elif c == "c":
+            line = cmd["text"]
+    if not deleted and not quiet:
+        out.append(line + ("\n" if nl or appended else ""))
+    out.extend(appended)
+    return out, quit_after
+
+
 def _sed_run(cmds: list[dict], lines: list[str], quiet: bool) -> list[str]:
     out: list[str] = []
     total = len(lines)
     for idx, raw in enumerate(lines, 1):
-        nl = raw.endswith("\n")
-        line = raw[:-1] if nl else raw
-        deleted = False
-        quit_after = False
-        appended: list[str] = []
-        for cmd in cmds:
-            if not _sed_applies(cmd, idx, line, idx == total):
-                continue
-            c = cmd["cmd"]
-            if c == "s":
-                new, count = cmd["re"].subn(cmd["rep"], line, count=0 if cmd["g"] else 1)
-                if count:
-                    line = new
-                    if cmd["p"]:
-                        out.append(line + "\n")
-            elif c == "d":
-                deleted = True
-                break
-            elif c == "p":
-                out.append(line + "\n")
-            elif c == "=":
-                out.append(f"{idx}\n")
-            elif c == "q":
-                quit_after = True
-                break
-            elif c == "a":
-                appended.append(cmd["text"] + "\n")
-            elif c == "i":
-                out.append(cmd["text"] + "\n")
-            elif c == "c":
-                line = cmd["text"]
-        if not deleted and not quiet:
-            out.append(line + ("\n" if nl or appended else ""))
-        out.extend(appended)
+        printed, quit_after = _sed_line(cmds, idx, raw, idx == total, quiet)
+        out.extend(printed)
         if quit_after:
             break
     return out
@@ -1042,9 +1050,9 @@ async def sed(ctx: Ctx, argv: list[str]) -> int:
         idx = 0
         async for line in ctx.stdin.lines():
             idx += 1
-            out = _sed_run_shifted(cmds, idx, line, quiet)
+            out, quit_after = _sed_line(cmds, idx, line, False, quiet)
             await ctx.write("".join(out))
-            if isinstance(out, _Quit):
+            if quit_after:
                 ctx.stdin.close()
                 return 0
         return 0
@@ -1052,46 +1060,6 @@ async def sed(ctx: Ctx, argv: list[str]) -> int:
     lines = [line async for _, line in _lines(ctx, files, "sed", status)]
     await ctx.write("".join(_sed_run(cmds, lines, quiet)))
     return 2 if status[0] else 0
-
-
-def _sed_run_shifted(cmds: list[dict], idx: int, raw: str, quiet: bool) -> list[str]:
-    nl = raw.endswith("\n")
-    line = raw[:-1] if nl else raw
-    out: list[str] = []
-    for cmd in cmds:
-        if not _sed_applies(cmd, idx, line, False):
-            continue
-        c = cmd["cmd"]
-        if c == "s":
-            new, count = cmd["re"].subn(cmd["rep"], line, count=0 if cmd["g"] else 1)
-            if count:
-                line = new
-                if cmd["p"]:
-                    out.append(line + "\n")
-        elif c == "d":
-            return out
-        elif c == "p":
-            out.append(line + "\n")
-        elif c == "=":
-            out.append(f"{idx}\n")
-        elif c == "q":
-            if not quiet:
-                out.append(line + "\n")
-            return _Quit(out)
-        elif c == "i":
-            out.append(cmd["text"] + "\n")
-        elif c == "c":
-            line = cmd["text"]
-    if not quiet:
-        out.append(line + ("\n" if nl else ""))
-    for cmd in cmds:
-        if cmd["cmd"] == "a" and _sed_applies(dict(cmd, active=cmd["active"]), idx, line, False):
-            out.append(cmd["text"] + "\n")
-    return out
-
-
-class _Quit(list):
-    """The lines before `q`: the stream ends after them."""
 
 
 # -- awk ----------------------------------------------------------------------------------------------

@@ -142,6 +142,21 @@ async def test_filters(m):
     assert (await sh(m, "test 3 -gt 5"))[0] == 1
 
 
+async def test_sed_streamed_and_from_a_file_agree(m):
+    text = "alpha\nbeta\nGamma\ndelta\nepsilon\n"
+    m.files["/tmp/words"] = text
+    for script, want in (("/beta/d", "alpha\nGamma\ndelta\nepsilon\n"),
+                         ("/beta/a after", "alpha\nbeta\nafter\nGamma\ndelta\nepsilon\n"),
+                         ("-n /Gamma/=", "3\n"),
+                         ("/Gamma/q", "alpha\nbeta\nGamma\n"),
+                         ("s/a/A/g", "AlphA\nbetA\nGAmmA\ndeltA\nepsilon\n")):
+        streamed = (await sh(m, f"sed {script!r}" if not script.startswith("-n")
+                             else f"sed -n '{script[3:]}'", stdin=text))[1]
+        filed = (await sh(m, f"sed {script!r} /tmp/words" if not script.startswith("-n")
+                          else f"sed -n '{script[3:]}' /tmp/words"))[1]
+        assert streamed == filed == want, script
+
+
 async def test_sed_in_place_on_files(m):
     rc, _, _ = await sh(m, "sed -i 's/maxPods: 110/maxPods: 250/' /var/lib/kubelet/config.yaml")
     assert rc == 0 and m.max_pods == 250
