@@ -836,6 +836,8 @@ class LineStream:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, CLOSE_WAIT)
         self.client._streams.discard(self)
+        self._items.clear()  # lines still queued are not delivered after a close
+        self._queued_lines = 0
         self._wake.set()
 
     # -- producer side -------------------------------------------------------------------------
