@@ -8,6 +8,7 @@ from typing import Any, Callable
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.theme import Theme
 
 from tui.commands import FleetCommands
@@ -116,13 +117,15 @@ class NodewbApp(App):
         fleet = getattr(self, "fleet", None)
         if fleet is None or not fleet.ready:
             return
-        header = fleet.header
-        header.set_source(getattr(self.source, "context", "") or "",
-                          getattr(self.source, "server", "") or "")
-        fleet.update_view(now)
-        screen = self.screen
-        if isinstance(screen, NodeScreen):
-            screen.update_from(now)
+        try:
+            fleet.header.set_source(getattr(self.source, "context", "") or "",
+                                    getattr(self.source, "server", "") or "")
+            fleet.update_view(now)
+            screen = self.screen
+            if isinstance(screen, NodeScreen):
+                screen.update_from(now)
+        except NoMatches:  # the app is shutting down and has already removed the screens' widgets
+            return
 
     async def on_unmount(self) -> None:
         self.pump.ui_ready.set()
