@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tui.cli_session import node_session, ssh_options
+
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
@@ -57,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(a directory, a lone file or a .tar.gz bundle)")
     analyze.add_argument("path")
     analyze.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+
+    capture = sub.add_parser("capture", help="capture a node's evidence bundle (verified, 0600)")
+    capture.add_argument("node")
+    capture.add_argument("--out", metavar="FILE",
+                         help="bundle file to write (default: a new file under "
+                              "${XDG_DATA_HOME:-~/.local/share}/nodewb/evidence/)")
+    _cluster_args(capture)
+
+    act = sub.add_parser("act", help="one safe action on a node: guard rails, evidence first, "
+                                     "then verify (exit 0 only when verified)")
+    act.add_argument("node")
+    act.add_argument("action", help="action id (see `nodewb act NODE list`)")
+    act.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    act.add_argument("--allow-actions", action="store_true",
+                     help="enable actions (they are off by default)")
+    _cluster_args(act)
     return parser
 
 
@@ -134,11 +152,6 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
-def _ssh_options(args: argparse.Namespace) -> dict:
-    return {"bastion": getattr(args, "bastion", None), "target": getattr(args, "ssh_target", None),
-            "user": getattr(args, "ssh_user", None), "sudo": getattr(args, "sudo", False)}
-
-
 def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None,
              title: str = "nodewb", ssh_options: dict | None = None) -> int:
     from tui.feed import FleetSource, Pump
@@ -154,33 +167,17 @@ def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=_ssh_options(args))
+    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=ssh_options(args))
 
 
 async def _diagnose(args: argparse.Namespace):
-    from probes.kube import Kube
-    from probes.kubelet import KubeletClient
-    from probes.node_checks import ssh_runner
     from probes.node_probes import NodeProbes
-    from probes.ssh import SshClient
     from triage.tree import Diagnosis
 
-    kube = Kube(args.kubeconfig, args.context)
-    node = kube.get_json(f"/api/v1/nodes/{args.node}", doing=f"get node {args.node}")
-    ip = next((a.get("address") for a in (node.get("status") or {}).get("addresses") or []
-               if a.get("type") == "InternalIP"), None)
-    options = {k: v for k, v in _ssh_options(args).items() if v}
-    has_config = bool(args.ssh_config and os.path.exists(args.ssh_config))
-    ssh = SshClient(ssh_config=args.ssh_config if has_config else None, **options) \
-        if has_config or options.get("bastion") else None
     diagnosis = Diagnosis(args.node)
-    try:
-        async with KubeletClient(kube, ssh_runner(ssh) if ssh else None) as kubelet:
-            await NodeProbes(kube, ssh, kubelet, args.node, internal_ip=ip).run(
-                on_observation=diagnosis.add)
-    finally:
-        if ssh is not None:
-            await ssh.close()
+    async with node_session(args, args.node) as s:
+        await NodeProbes(s.kube, s.ssh, s.kubelet, s.node, internal_ip=s.internal_ip).run(
+            on_observation=diagnosis.add)
     return diagnosis.verdict()
 
 
@@ -225,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_diagnose(args)
     if args.command == "analyze":
         return cmd_analyze(args)
+    if args.command == "capture":
+        from tui.cli_capture import cmd_capture
+        return cmd_capture(args)
+    if args.command == "act":
+        from tui.cli_act import cmd_act
+        return cmd_act(args)
     if args.command == "lab":
         problem = _check_lab_args(args)
         if problem:
