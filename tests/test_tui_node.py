@@ -316,7 +316,7 @@ def test_snapshot_80x24(snap_compare):
 
 def test_snapshot_80x24_signals_tab(snap_compare):
     ctx = context_for(DEADLOCK, MIDWAY_STEPS)
-    assert snap(DEADLOCK, ctx, snap_compare, size=(80, 24), press=["tab", "tab", "tab"])
+    assert snap(DEADLOCK, ctx, snap_compare, size=(80, 24), press=["tab"] * 4)
 
 
 # -- pilot: every key --------------------------------------------------------------------------------
@@ -348,11 +348,11 @@ async def test_keys_pause_search_rerun_panels_help_back():
         await pilot.press("escape")  # esc in the search box clears it, stays on the screen
         assert journal.query_text == "" and isinstance(app.screen, NodeScreen)
         # tab / shift+tab move between panels
-        assert screen.current == 1  # the journal, after searching
+        assert screen.current == 2  # the journal, after searching
         await pilot.press("tab")
-        assert screen.current == 2 and screen.panel(2).has_class("-current")
+        assert screen.current == 3 and screen.panel(3).has_class("-current")
         await pilot.press("shift+tab")
-        assert screen.current == 1
+        assert screen.current == 2
         # r runs the probes again
         runs = ctx.extra["probes"].runs
         await pilot.press("r")
@@ -528,13 +528,14 @@ async def test_node_screen_against_the_served_lab(served_lab):
 
 
 async def test_cli_ssh_flags_reach_the_ssh_client(tmp_path):
-    from tui.cli import _ssh_options, build_parser
+    from tui.cli import build_parser
+    from tui.cli_session import ssh_options
     from tui.node_context import live_context
 
     args = build_parser().parse_args(["--bastion", "ops@bastion.example:2222", "--ssh-target",
                                       "{name}.corp.example", "--ssh-user", "core", "--sudo",
                                       "--ssh-config", str(tmp_path / "absent")])
-    make = live_context(lambda: None, args.ssh_config, ssh_options=_ssh_options(args))
+    make = live_context(lambda: None, args.ssh_config, ssh_options=ssh_options(args))
     ctx = make()
     try:
         assert ctx.ssh is not None

@@ -1,8 +1,8 @@
-"""One node: its facts (describe-like, events, pods), the kubelet journal live, the kubelet's
-signals over time, and the node probes as they run.
+"""One node: its facts (describe-like, events, pods), the decision tree narrowing as probes
+finish, the kubelet journal live, the kubelet's signals over time, and the node probes as they run.
 
-At 100 columns and 30 rows or more the four panels share the screen (facts and probes on the
-left, journal and signals on the right); below that one panel shows at a time, like tabs, and
+At 100 columns and 30 rows or more the five panels share the screen (facts, diagnosis and probes
+on the left, journal and signals on the right); below that one panel shows at a time, like tabs, and
 tab/shift+tab move between them. Everything outside comes through a `NodeContext`
 (tui.node_context): the app gives one, tests give fakes.
 """
@@ -29,6 +29,7 @@ from probes.observation import Observation, Status
 from tui.fleet_model import FleetModel
 from tui.help_screen import HelpScreen, key_help
 from tui.node_context import NodeContext
+from tui.node_diagnosis import DiagnosisPanel, siblings_from
 from tui.node_facts import PLAIN, describe, events_text, pods_text
 from tui.node_journal import JournalPanel
 from tui.node_probes_panel import ProbesPanel
@@ -36,8 +37,8 @@ from tui.node_signals import SignalsPanel
 
 __all__ = ["NodeScreen", "describe", "new_lines"]
 
-PANELS = (("facts", "Facts"), ("journal", "Journal"), ("probes", "Probes"),
-          ("signals", "Signals"))
+PANELS = (("facts", "Facts"), ("diagnosis", "Diagnosis"), ("journal", "Journal"),
+          ("probes", "Probes"), ("signals", "Signals"))
 WIDE = (100, 30)  # columns, rows from which all panels show at once
 FLUSH_HZ = 20
 
@@ -49,9 +50,11 @@ class FactsLoaded(Message):
 
 
 class ProbeStarted(Message):
-    def __init__(self, ident: str, run: int) -> None:
+    """A probe started (ident), or the run ended (no ident; `stopped` says why if it failed)."""
+
+    def __init__(self, ident: str, run: int, stopped: str = "") -> None:
         super().__init__()
-        self.ident, self.run = ident, run
+        self.ident, self.run, self.stopped = ident, run, stopped
 
 
 class ProbeObserved(Message):
@@ -104,8 +107,9 @@ class NodeScreen(Screen):
                              text-style: bold; padding: 0 1; }
     NodeScreen #node-tabs { height: 1; display: none; padding: 0 1; }
     NodeScreen.-narrow #node-tabs { display: block; }
-    NodeScreen #node-grid { grid-size: 2 2; grid-columns: 46fr 74fr; grid-rows: 3fr 2fr;
+    NodeScreen #node-grid { grid-size: 2 3; grid-columns: 50fr 70fr; grid-rows: 3fr 4fr 3fr;
                             height: 1fr; }
+    NodeScreen #panel-journal { row-span: 2; }
     NodeScreen.-narrow #node-grid { grid-size: 1 1; grid-columns: 1fr; grid-rows: 1fr; }
     NodeScreen.-narrow .panel { display: none; }
     NodeScreen.-narrow .panel.-current { display: block; }
@@ -145,6 +149,9 @@ class NodeScreen(Screen):
             with Vertical(id="panel-journal", classes="panel") as journal:
                 journal.border_title = "Journal"
                 yield JournalPanel(id="journal")
+            diagnosis = DiagnosisPanel(self.node_name, id="panel-diagnosis", classes="panel")
+            diagnosis.border_title = "Diagnosis"
+            yield diagnosis
             probes = ProbesPanel(self._clock, id="panel-probes", classes="panel")
             probes.border_title = "Probes"
             yield probes
@@ -164,6 +171,10 @@ class NodeScreen(Screen):
     @property
     def signals(self) -> SignalsPanel:
         return self.query_one(SignalsPanel)
+
+    @property
+    def diagnosis(self) -> DiagnosisPanel:
+        return self.query_one(DiagnosisPanel)
 
     @property
     def probes(self) -> ProbesPanel:
@@ -201,6 +212,7 @@ class NodeScreen(Screen):
             self.journal.set_source(f"journal: {why}")
             self.signals.failed(why)
             self.probes.failed(why)
+            self.diagnosis.done(why)
             self._update_facts_extra()
             return
         if ctx.kube is not None:
@@ -220,6 +232,7 @@ class NodeScreen(Screen):
             self.run_probes()
         else:
             self.probes.failed("node probes are not available")
+            self.diagnosis.done("node probes are not available")
 
     def on_resize(self, event: Resize) -> None:
         self._layout_for(event.size.width, event.size.height)
@@ -246,6 +259,8 @@ class NodeScreen(Screen):
             return self.journal.log_view
         if key == "signals":
             return self.signals
+        if key == "diagnosis":
+            return self.diagnosis.tree
         return self.panel(index)
 
     # -- the frame -------------------------------------------------------------------------------
@@ -271,6 +286,7 @@ class NodeScreen(Screen):
         """Per frame: draw the journal lines that arrived, tick running probes."""
         self.journal.flush()
         self.probes.tick()
+        self.diagnosis.flush()
 
     def _update_facts_extra(self) -> None:
         if not self.is_mounted:
@@ -419,9 +435,12 @@ class NodeScreen(Screen):
         panel = self.probes
         try:
             probes = ctx.probes(self.node_name)
-            panel.set_plan(probes.plan())
+            plan = probes.plan()
+            panel.set_plan(plan)
+            self.diagnosis.reset(siblings_from(self.model), planned=len(plan))
         except Exception as err:
             panel.failed(f"the probes could not be planned: {type(err).__name__}: {err}")
+            self.diagnosis.done("the probes could not be planned")
             return
 
         def on_start(spec: Any, *_: Any) -> None:
@@ -436,6 +455,7 @@ class NodeScreen(Screen):
             raise
         except Exception as err:
             panel.failed(f"the probes stopped: {type(err).__name__}: {err}")
+            self.post_message(ProbeStarted("", run, stopped=f"the probes stopped: {err}"))
             return
         self.post_message(ProbeStarted("", run))  # the run is over
 
@@ -445,14 +465,19 @@ class NodeScreen(Screen):
             return
         if message.ident:
             self.probes.started(message.ident)
+            self.diagnosis.started(message.ident)
+        elif message.stopped:
+            self.diagnosis.done(message.stopped)
         else:
             self.probes.failed(f"run {self.probe_run} finished at {_stamp(self._clock())} "
                                f"(r runs them again)")
+            self.diagnosis.done()
 
     @on(ProbeObserved)
     def _probe_observed(self, message: ProbeObserved) -> None:
         if message.run == self.probe_run:
             self.probes.observed(message.obs)
+            self.diagnosis.observed(message.obs)
 
     # -- actions ---------------------------------------------------------------------------------
     def action_search(self) -> None:
