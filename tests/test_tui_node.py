@@ -353,9 +353,9 @@ async def test_keys_pause_search_rerun_panels_help_back():
         assert screen.current == 3 and screen.panel(3).has_class("-current")
         await pilot.press("shift+tab")
         assert screen.current == 2
-        # r runs the probes again
+        # ctrl+r runs the probes again
         runs = ctx.extra["probes"].runs
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         for _ in range(50):
             await pilot.pause(0.02)
             if ctx.extra["probes"].runs == runs + 1:
@@ -375,7 +375,8 @@ async def test_keys_pause_search_rerun_panels_help_back():
 
 def test_binding_ids():
     ids = {b.id for b in NodeScreen.BINDINGS}
-    assert {"node.back", "node.search", "node.pause", "node.rerun", "node.next_panel",
+    assert {"node.back", "node.search", "node.pause", "node.rerun", "node.capture", "node.actions",
+            "node.verify", "node.report", "node.next_panel",
             "node.prev_panel", "node.help"} <= ids
 
 

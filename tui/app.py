@@ -38,8 +38,12 @@ class NodewbApp(App):
                  themes: tuple[list[Theme], list[str]] | None = None,
                  frame_hz: float = FRAME_HZ, pump: Pump | None = None,
                  ssh_config: str | None = None,
-                 ssh_options: dict[str, Any] | None = None) -> None:
+                 ssh_options: dict[str, Any] | None = None,
+                 allow_actions: bool = False) -> None:
         super().__init__()
+        # Read-only until enabled: --allow-actions, or the confirmed toggle in an action's modal.
+        self.actions_enabled = allow_actions
+        self.node_memory: dict[str, dict[str, Any]] = {}  # per node: timeline, bundle, attempt
         self.source = source
         self.title = title
         self.clock = clock
@@ -144,10 +148,11 @@ class NodewbApp(App):
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,
             title: str = "nodewb", source: FleetSource | None = None,
-            pump: Pump | None = None, ssh_options: dict[str, Any] | None = None) -> int:
+            pump: Pump | None = None, ssh_options: dict[str, Any] | None = None,
+            allow_actions: bool = False) -> int:
     """Run the app; `source` and `pump` may come already started (see tui.cli)."""
     if source is None:
         source = FleetSource(kubeconfig, context)
     NodewbApp(source, title=title, pump=pump, ssh_config=ssh_config,
-              ssh_options=ssh_options).run()
+              ssh_options=ssh_options, allow_actions=allow_actions).run()
     return 0

@@ -26,6 +26,8 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ssh-user", help="user for SSH to nodes (default: from the ssh config)")
     p.add_argument("--sudo", action="store_true",
                    help="run node commands through `sudo -n`")
+    p.add_argument("--allow-actions", action="store_true",
+                   help="enable the safe actions (they are off by default)")
 
 
 def _lab_args(p: argparse.ArgumentParser) -> None:
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("mode", nargs="?", choices=["serve"],
                      help="serve: run the lab headless and write client files to --dir")
     lab.add_argument("--dir", help="where `lab serve` writes kubeconfig, ssh_config, known_hosts")
+    lab.add_argument("--allow-actions", action="store_true",
+                     help="enable the safe actions in the lab's TUI (off by default)")
     _lab_args(lab)
 
     scen = sub.add_parser("scenarios", help="list the lab's failure scenarios")
@@ -67,13 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "${XDG_DATA_HOME:-~/.local/share}/nodewb/evidence/)")
     _cluster_args(capture)
 
+    from tui.cli_act import EPILOG
+
     act = sub.add_parser("act", help="one safe action on a node: guard rails, evidence first, "
-                                     "then verify (exit 0 only when verified)")
+                                     "then verify (exit 0 only when verified)",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     act.add_argument("node")
     act.add_argument("action", help="action id (see `nodewb act NODE list`)")
     act.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    act.add_argument("--allow-actions", action="store_true",
-                     help="enable actions (they are off by default)")
+    act.add_argument("--verify-timeout", type=float, metavar="SECONDS",
+                     help="how long to watch the node come back (default 180)")
+    act.add_argument("--canary", action="store_true",
+                     help="also run a canary pod on the node while verifying")
     _cluster_args(act)
     return parser
 
@@ -147,13 +156,14 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
             return 1
         try:
             return _run_tui(str(Path(tmp) / "kubeconfig"), None, str(Path(tmp) / "ssh_config"),
-                            title="nodewb lab")
+                            title="nodewb lab", allow_actions=args.allow_actions)
         finally:
             embedded.stop()
 
 
 def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None,
-             title: str = "nodewb", ssh_options: dict | None = None) -> int:
+             title: str = "nodewb", ssh_options: dict | None = None,
+             allow_actions: bool = False) -> int:
     from tui.feed import FleetSource, Pump
 
     # The first page of nodes is fetched while the terminal UI loads.
@@ -163,11 +173,12 @@ def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None
     from tui.app import run_app
 
     return run_app(kubeconfig, context, ssh_config, title=title, source=source, pump=pump,
-                   ssh_options=ssh_options)
+                   ssh_options=ssh_options, allow_actions=allow_actions)
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=ssh_options(args))
+    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=ssh_options(args),
+                    allow_actions=args.allow_actions)
 
 
 async def _diagnose(args: argparse.Namespace):

@@ -31,6 +31,8 @@ class NodeContext:
     scrape_every: float = 5.0  # seconds between metrics scrapes
     poll_every: float = 2.0  # seconds between node log queries (without SSH)
     journal_command: str = "journalctl -u kubelet -f -n 200"
+    attempt: Callable[..., Any] | None = None  # -> triage.workflow.Attempt (default: that class)
+    verify_quiet: float | None = None  # seconds of clean journal verification waits for
     extra: dict[str, Any] = field(default_factory=dict)
 
 

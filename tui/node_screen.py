@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -26,14 +27,18 @@ from textual.widgets import Footer, Static
 
 from probes.metrics import reduce
 from probes.observation import Observation, Status
+from triage.timeline import Timeline
 from tui.fleet_model import FleetModel
 from tui.help_screen import HelpScreen, key_help
+from tui.node_actions import ActionScreen, ActionsMenu
 from tui.node_context import NodeContext
 from tui.node_diagnosis import DiagnosisPanel, siblings_from
 from tui.node_facts import PLAIN, describe, events_text, pods_text
 from tui.node_journal import JournalPanel
 from tui.node_probes_panel import ProbesPanel
+from tui.node_report import ReportScreen
 from tui.node_signals import SignalsPanel
+from tui.node_verify import VerifyScreen
 
 __all__ = ["NodeScreen", "describe", "new_lines"]
 
@@ -78,6 +83,20 @@ def new_lines(seen: list[str], lines: list[str]) -> tuple[list[str], bool]:
     return lines, False
 
 
+def report_path(node: str, at: float) -> Path:
+    """${NODEWB_REPORT_DIR:-${XDG_DATA_HOME:-~/.local/share}/nodewb/reports}/NODE-STAMP.md"""
+    import os
+
+    base = os.environ.get("NODEWB_REPORT_DIR")
+    if base:
+        directory = Path(base).expanduser()
+    else:
+        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        directory = Path(data) / "nodewb" / "reports"
+    stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return directory / f"{node}-{stamp}.md"
+
+
 def _stamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S UTC")
 
@@ -89,7 +108,11 @@ class NodeScreen(Screen):
         Binding("escape", "app.pop_screen", "Back", id="node.back"),
         Binding("slash", "search", "Search journal", id="node.search"),
         Binding("p", "pause", "Pause/resume journal", id="node.pause"),
-        Binding("r", "rerun", "Re-run probes", id="node.rerun"),
+        Binding("ctrl+r", "rerun", "Re-run probes", id="node.rerun"),
+        Binding("c", "capture", "Capture evidence", id="node.capture"),
+        Binding("a", "actions", "Actions", id="node.actions"),
+        Binding("v", "verify", "Verify", id="node.verify"),
+        Binding("r", "report", "Report", id="node.report"),
         Binding("tab", "panel(1)", "Next panel", id="node.next_panel"),
         Binding("shift+tab", "panel(-1)", "Previous panel", show=False, id="node.prev_panel"),
         Binding("question_mark", "help", "Help", id="node.help"),
@@ -135,6 +158,7 @@ class NodeScreen(Screen):
         self.facts_state = "loading events and pods…"
         self.probe_run = 0
         self._seen: list[str] = []
+        self.capturing = False
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -159,6 +183,37 @@ class NodeScreen(Screen):
                 signals.border_title = "Signals"
                 yield SignalsPanel(id="signals")
         yield Footer()
+
+    # What the node screen keeps of a node across visits (the app holds it): the incident's
+    # timeline, the last verified evidence bundle, the last action attempt.
+    def _memory(self) -> dict[str, Any]:
+        memory = getattr(self.app, "node_memory", None)
+        if memory is None:
+            memory = self._own_memory = getattr(self, "_own_memory", {})
+        if self.node_name not in memory:
+            memory[self.node_name] = {"timeline": Timeline(self.node_name, clock=self._clock),
+                                      "bundle": None, "attempt": None}
+        return memory[self.node_name]
+
+    @property
+    def timeline(self) -> Timeline:
+        return self._memory()["timeline"]
+
+    @property
+    def bundle(self) -> Any:
+        return self._memory()["bundle"]
+
+    @bundle.setter
+    def bundle(self, value: Any) -> None:
+        self._memory()["bundle"] = value
+
+    @property
+    def attempt(self) -> Any:
+        return self._memory()["attempt"]
+
+    @attempt.setter
+    def attempt(self, value: Any) -> None:
+        self._memory()["attempt"] = value
 
     def _clock(self) -> float:
         ctx = self.context
@@ -470,14 +525,16 @@ class NodeScreen(Screen):
             self.diagnosis.done(message.stopped)
         else:
             self.probes.failed(f"run {self.probe_run} finished at {_stamp(self._clock())} "
-                               f"(r runs them again)")
+                               f"(ctrl+r runs them again)")
             self.diagnosis.done()
+            self.timeline.verdict(self.verdict())
 
     @on(ProbeObserved)
     def _probe_observed(self, message: ProbeObserved) -> None:
         if message.run == self.probe_run:
             self.probes.observed(message.obs)
             self.diagnosis.observed(message.obs)
+            self.timeline.observation(message.obs)
 
     # -- actions ---------------------------------------------------------------------------------
     def action_search(self) -> None:
@@ -495,6 +552,120 @@ class NodeScreen(Screen):
         self.run_probes()
         if ctx.kube is not None:
             self.load_facts()
+
+    # -- evidence, actions, verification, report ------------------------------------------------
+    def verdict(self) -> Any:
+        return self.diagnosis.diagnosis.verdict()
+
+    def _attempt(self) -> Any:
+        from triage.workflow import Attempt
+
+        ctx = self.context
+        entry = self.model.get(self.node_name)
+        make = ctx.attempt or Attempt
+        return make(ctx.kube, ctx.ssh, ctx.kubelet() if ctx.kubelet else None,
+                       self.node_name, verdict=self.verdict(),
+                       enabled=bool(getattr(self.app, "actions_enabled", False)),
+                       timeline=self.timeline,
+                       kube_context=str(getattr(getattr(self.app, "source", None), "context",
+                                                "") or ""),
+                       internal_ip=entry.rec.internal_ip if entry else None)
+
+    def _connected(self, what: str) -> bool:
+        if self.context is None or self.context.kube is None:
+            self.notify(f"{what} needs a cluster connection", severity="warning")
+            return False
+        return True
+
+    def action_capture(self) -> None:
+        if not self._connected("capturing evidence"):
+            return
+        if self.capturing:
+            self.notify("a capture is already running", severity="warning")
+            return
+        self.capture()
+
+    @work(exclusive=True, group="node-capture", exit_on_error=False)
+    async def capture(self) -> None:
+        from triage.evidence import EvidenceError
+
+        self.capturing = True
+        self.notify(f"capturing evidence of {self.node_name}…", title="evidence", timeout=4)
+        attempt = self._attempt()
+        try:
+            bundle = await attempt.capture()
+        except EvidenceError as err:
+            self.notify(f"no bundle was written: {err}", title="evidence", severity="error",
+                        timeout=15, markup=False)
+            return
+        except Exception as err:  # outside code: shown, never raised
+            self.notify(f"capture failed: {type(err).__name__}: {err}", title="evidence",
+                        severity="error", timeout=15, markup=False)
+            return
+        finally:
+            self.capturing = False
+        self.bundle = bundle
+        problems = f"; {len(bundle.problems)} problems noted" if bundle.problems else ""
+        self.notify(f"{bundle.path}\nsha256 {bundle.sha256[:16]}… · {len(bundle.files)} files"
+                    f"{problems}", title="evidence captured and verified", timeout=12,
+                    markup=False)
+
+    def action_actions(self) -> None:
+        if not self._connected("an action"):
+            return
+        verdict = self.verdict()
+
+        def chosen(action_id: str | None) -> None:
+            if action_id:
+                self.app.push_screen(ActionScreen(self._attempt(), action_id,
+                                                  enable=self._enable_actions), self._acted)
+
+        self.app.push_screen(ActionsMenu(self.node_name, verdict.verdict, list(verdict.actions),
+                                         bool(getattr(self.app, "actions_enabled", False))),
+                             chosen)
+
+    def _enable_actions(self) -> None:
+        self.app.actions_enabled = True  # type: ignore[attr-defined]
+        self.timeline.note("actions enabled for this session (confirmed in the app)")
+
+    def _acted(self, attempt: Any) -> None:
+        if attempt is None:
+            return
+        self.attempt = attempt
+        if attempt.bundle is not None:
+            self.bundle = attempt.bundle
+        if attempt.plan is not None:
+            self._watch(attempt, f"after {attempt.plan.action.id}: watching {self.node_name} "
+                                 f"come back")
+
+    def action_verify(self) -> None:
+        if not self._connected("verification"):
+            return
+        attempt = self.attempt if self.attempt is not None else self._attempt()
+        self._watch(attempt, f"verifying {self.node_name}: Ready, lease, healthz, pods, journal")
+
+    def _watch(self, attempt: Any, what: str) -> None:
+        quiet = self.context.verify_quiet if self.context is not None else None
+
+        async def watch(on_progress) -> Any:
+            return await attempt.verify(on_progress=on_progress, quiet=quiet)
+
+        self.app.push_screen(VerifyScreen(self.node_name, watch, what))
+
+    def action_report(self) -> None:
+        from triage.report import incident_report, write_report
+
+        verdict = self.verdict()
+        text = incident_report(self.timeline, verdict, self.bundle, self.node_name)
+        path = report_path(self.node_name, self._clock())
+        try:
+            write_report(path, text)
+        except OSError as err:
+            self.notify(f"the report could not be written to {path}: {err.strerror or err}",
+                        title="report", severity="error", markup=False)
+            return
+        self.timeline.note(f"incident report written to {path}")
+        self.app.push_screen(ReportScreen(text, str(path)))
 
     def action_panel(self, step: int) -> None:
         self._select((self.current + step) % len(PANELS))
