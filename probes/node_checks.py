@@ -78,7 +78,52 @@ JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
     ("i/o timeout", r"i/o timeout"),
     ("resource temporarily unavailable", r"resource temporarily unavailable"),
     ("failed to create vxlan tunnel", r"failed to create vxlan tunnel"),
-    ("oom", r"\boom|out of memory"),
+    ("oom", r"\boom(?!_score)|out of memory"),
+    # the finer leaves: which way the runtime fails, the CNI config, certificates, config, API
+    ("runtime call deadline exceeded",
+     r"(ListPodSandbox|ListContainers|PodSandboxStatus|ContainerStatus|GenericPLEG: Unable to "
+     r"retrieve pods|(Status|Version) from runtime service failed)[^\n]*(DeadlineExceeded|"
+     r"context deadline exceeded)"),
+    # only the kubelet's CRI calls (gRPC), not cAdvisor probing for runtimes the node lacks
+    ("runtime socket missing",
+     r"(Error while dialing|rpc error)[^\n]*dial unix [^ ]*(containerd|crio|cri-dockerd|docker|"
+     r"dockershim)\.sock: connect: no such file or directory"),
+    ("runtime socket refused",
+     r"(Error while dialing|rpc error)[^\n]*dial unix [^ ]*(containerd|crio|cri-dockerd|docker|"
+     r"dockershim)\.sock: connect: connection refused"),
+    ("Container runtime sanity check failed", r"Container runtime sanity check failed"),
+    ("Cannot connect to the Docker daemon", r"Cannot connect to the Docker daemon"),
+    ("cni config uninitialized",
+     r"cni config uninitiali[sz]ed|no networks found in /etc/cni/net\.d|failed to load cni "
+     r"config|no valid networks found in"),
+    ("Relisting took longer than expected", r"Relisting took longer than expected"),
+    ("bootstrap client certificate expired",
+     r"bootstrap client certificate in \S+ is expired|client certificate \S* ?is expired|"
+     r"current client certificate is expired"),
+    ("certificate not yet valid", r"certificate has expired or is not yet valid: current time "
+                                  r"\S+ is before"),
+    ("no serving certificate available", r"no serving certificate available for the kubelet"),
+    ("kubelet config invalid",
+     r"failed to load Kubelet config file|failed to validate kubelet (flags|configuration)|"
+     r"unknown flag: --|failed to parse kubelet flag|unable to load bootstrap kubeconfig|"
+     r"failed to construct kubelet dependencies"),
+    ("kubelet API calls unauthorized",
+     r"(Error updating node status|Unable to register node|ensure (node )?lease exists|update "
+     r"(node )?lease|Failed to (list|watch) \*v1\.\w+|error getting node)[^\n]*Unauthorized"),
+    ("node status update failed",
+     r"(Error updating node status|Unable to register node|Failed to ensure lease exists|"
+     r"Failed to update lease|Error getting node|Failed to get node)[^\n]*(i/o timeout|"
+     r"connection refused|no route to host|TLS handshake timeout|Client\.Timeout|context "
+     r"deadline exceeded|connection reset by peer|http2: client connection lost|EOF)"),
+    ("image filesystem over the threshold",
+     r"Disk usage on image filesystem is at \d+% which is over the high threshold|failed to "
+     r"garbage collect required amount of images|Image garbage collection failed"),
+    ("low on resource", r"(The node (was|had condition)|node was) low on resource"),
+    ("eviction manager observed pressure",
+     r"eviction manager: node conditions - observed\W+(pressures=)?\[[^\]]*(Memory|Disk|PID)"
+     r"Pressure"),
+    ("System OOM encountered", r"System OOM encountered|invoked oom-killer|Memory cgroup out "
+                               r"of memory"),
 )
 _COMPILED = tuple((label, re.compile(rx, re.I)) for label, rx in JOURNAL_PATTERNS)
 

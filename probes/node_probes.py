@@ -6,7 +6,10 @@ facts about the node, in parallel (bounded), each with its own time limit.
     observations = await probes.run(on_start=..., on_observation=...)
 
 A probe that hangs is reported HUNG when its time limit passes and never holds up the others;
-`on_observation` is called as each one completes, so a UI can show progress live. Without SSH
+`on_observation` is called as each one completes, so a UI can show progress live. With
+`until=` (e.g. a Diagnosis's `settled`), the run stops as soon as it returns True: the probes
+still running are cancelled and only the finished ones are returned. `fleet=True` adds one list
+call of every node ("api.nodes"), the siblings a blast radius is judged on. Without SSH
 (`ssh=None`) the node checks come back SKIPPED with the reason; the same for the kubelet
 endpoints without a KubeletClient and the API facts without a Kube.
 """
@@ -24,7 +27,8 @@ from probes import node_checks
 from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
 
-__all__ = ["NodeProbes", "ProbeSpec", "API_TIMEOUT", "KUBELET_TIMEOUT", "GRACE"]
+__all__ = ["NodeProbes", "ProbeSpec", "API_TIMEOUT", "KUBELET_TIMEOUT", "GRACE",
+           "pending_csrs", "fleet_records"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ KUBELET_TIMEOUT = 10.0
 GRACE = 5.0  # beyond a check's command limit: the SSH connection may have to be opened first
 LEASE_DURATION = 40.0  # seconds: the default node lease duration
 EVENTS_SHOWN = 20
+CSR_STALE = 300.0  # seconds a CSR may wait before its pending is a finding
+FLEET_KEYS = ("name", "ready", "zone", "pool", "os_image", "kernel", "kubelet_version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,7 @@ class NodeProbes:
 
     def __init__(self, kube: Any | None, ssh: Any | None, kubelet: Any | None, node_name: str,
                  *, internal_ip: str | None = None, concurrency: int = 8,
-                 api_pod_count: int | None = None) -> None:
+                 api_pod_count: int | None = None, fleet: bool = False) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.kube = kube
@@ -66,6 +72,7 @@ class NodeProbes:
         self.internal_ip = internal_ip
         self.concurrency = concurrency
         self.api_pod_count = api_pod_count
+        self.fleet = fleet
         if internal_ip:
             if ssh is not None and hasattr(ssh, "addresses"):
                 ssh.addresses.setdefault(node_name, internal_ip)
@@ -107,9 +114,13 @@ class NodeProbes:
                 return getattr(kl, method)(self.node, timeout=KUBELET_TIMEOUT)
             # the auto path may wait for the proxy, then try SSH: both inside the limit
             out.append(_Probe(spec, 2 * KUBELET_TIMEOUT + GRACE, kcall, via="auto"))
-        for pid, title, fn in (("api.node", "node object: Ready and who set it", self._api_node),
-                               ("api.lease", "node lease renew age", self._api_lease),
-                               ("api.events", "events of the node", self._api_events)):
+        api = [("api.node", "node object: Ready and who set it", self._api_node),
+               ("api.lease", "node lease renew age", self._api_lease),
+               ("api.events", "events of the node", self._api_events),
+               ("api.csr", "the node's pending certificate signing requests", self._api_csr)]
+        if self.fleet:
+            api.append(("api.nodes", "every node (one list): the blast radius", self._api_nodes))
+        for pid, title, fn in api:
             spec = ProbeSpec(pid, title, API_TIMEOUT)
             if self.kube is None:
                 out.append(_Probe(spec, 0.0, None, "no kubeconfig: the API server is not "
@@ -123,11 +134,15 @@ class NodeProbes:
 
     # -- running ------------------------------------------------------------------------------------
     async def run(self, on_start: Callable[[str], None] | None = None,
-                  on_observation: Callable[[Observation], None] | None = None
-                  ) -> list[Observation]:
-        """Every probe, at most `concurrency` at once; the observations in plan order."""
+                  on_observation: Callable[[Observation], None] | None = None,
+                  until: Callable[[], bool] | None = None) -> list[Observation]:
+        """Every probe, at most `concurrency` at once; the observations in plan order. With
+        `until`, asked after each observation: once it says True the probes still running are
+        cancelled and the finished ones returned."""
         probes = self._probes()
         sem = asyncio.Semaphore(self.concurrency)
+        enough = asyncio.Event()
+        done: dict[int, Observation] = {}
 
         def tell(fn: Callable[[Any], None] | None, arg: Any) -> None:
             if fn is None:
@@ -137,18 +152,37 @@ class NodeProbes:
             except Exception:  # a listener's bug must not stop the probes
                 log.exception("node probe listener failed on %r", arg)
 
-        async def one(p: _Probe) -> Observation:
+        def ask_until() -> None:
+            if until is None or enough.is_set():
+                return
+            try:
+                if until():
+                    enough.set()
+            except Exception:  # a broken stop test must not stop the probes
+                log.exception("node probe stop test failed")
+
+        async def one(i: int, p: _Probe) -> None:
             if p.call is None:
                 obs = node_checks.skipped(p.spec.id, self.node, p.skip, p.via)
-                tell(on_observation, obs)
-                return obs
-            async with sem:
-                tell(on_start, p.spec.id)
-                obs = await self._guarded(p)
+            else:
+                async with sem:
+                    tell(on_start, p.spec.id)
+                    obs = await self._guarded(p)
+            done[i] = obs
             tell(on_observation, obs)
-            return obs
+            ask_until()
 
-        return list(await asyncio.gather(*(one(p) for p in probes)))
+        tasks = [asyncio.create_task(one(i, p)) for i, p in enumerate(probes)]
+        stop = asyncio.create_task(enough.wait())
+        every = asyncio.create_task(asyncio.wait(tasks))
+        try:
+            await asyncio.wait({stop, every}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left = [t for t in tasks if not t.done()]
+            for t in left + [stop, every]:
+                t.cancel()
+            await asyncio.gather(*left, stop, every, return_exceptions=True)
+        return [done[i] for i in sorted(done)]
 
     async def _guarded(self, p: _Probe) -> Observation:
         started = time.time()
@@ -270,6 +304,53 @@ class NodeProbes:
             f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
             f"{quote(self.node, safe='')}", None, f"get the lease of {self.node}", judge)
 
+    async def _api_csr(self) -> Observation:
+        def judge(obj: dict, now: float) -> tuple[Status, str, dict[str, Any], str]:
+            items = obj.get("items")
+            if not isinstance(items, list):
+                raise ValueError("not a CertificateSigningRequest list")
+            pending = pending_csrs(items, self.node, now)
+            stale = [c for c in pending if c["age"] is None or c["age"] > CSR_STALE]
+            data = {"pending": stale, "waiting": len(pending), "total_for_node":
+                    sum(1 for c in items if _csr_user(c) == f"system:node:{self.node}")}
+            raw = "\n".join(f"{c['name']} {c['signer']} {c['username']} "
+                            f"age={'?' if c['age'] is None else _human(c['age'])} Pending"
+                            for c in pending)
+            if stale:
+                first = stale[0]
+                age = "" if first["age"] is None else f" for {_human(first['age'])}"
+                return (Status.BAD, f"{len(stale)} CSR(s) of system:node:{self.node} pending "
+                                    f"approval: {first['name']} ({first['signer']}){age}",
+                        data, raw)
+            if pending:
+                return (Status.OK, f"{len(pending)} CSR(s) of system:node:{self.node} just "
+                                   f"created, not approved yet", data, raw)
+            return Status.OK, f"no pending CSRs of system:node:{self.node}", data, raw
+
+        return await self._api("api.csr",
+                               "/apis/certificates.k8s.io/v1/certificatesigningrequests", None,
+                               f"list the certificate signing requests of {self.node}", judge)
+
+    async def _api_nodes(self) -> Observation:
+        started = time.time()
+        t0 = time.monotonic()
+        try:
+            records = await asyncio.to_thread(self.kube.list_nodes, 500, API_TIMEOUT)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            return Observation("api.nodes", self.node, Status.ERROR, started,
+                               time.monotonic() - t0, f"list nodes: {reason.splitlines()[0]}",
+                               {}, "apiserver", "", reason)
+        nodes = fleet_records(records)
+        down = [n["name"] for n in nodes if n["ready"] != "True"]
+        summary = f"{len(nodes)} nodes, {len(down)} not Ready"
+        if down:
+            summary += ": " + ", ".join(down[:8]) + (" ..." if len(down) > 8 else "")
+        return Observation("api.nodes", self.node, Status.BAD if down else Status.OK, started,
+                           time.monotonic() - t0, summary, {"nodes": nodes,
+                                                            "not_ready": len(down)},
+                           "apiserver", "")
+
     async def _api_events(self) -> Observation:
         def judge(obj: dict, now: float) -> tuple[Status, str, dict[str, Any], str]:
             items = obj.get("items")
@@ -304,3 +385,38 @@ class NodeProbes:
         return await self._api("api.events", "/api/v1/events",
                                {"fieldSelector": selector}, f"list events of {self.node}",
                                judge)
+
+
+def _csr_user(item: dict) -> str:
+    return str((item.get("spec") or {}).get("username") or "")
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
+def pending_csrs(items: list[dict], node: str, now: float) -> list[dict[str, Any]]:
+    """CSRs of system:node:NODE that nobody has approved or denied (no status conditions)."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or _csr_user(item) != f"system:node:{node}":
+            continue
+        if ((item.get("status") or {}).get("conditions")) or (item.get("status") or {}).get(
+                "certificate"):
+            continue
+        meta = item.get("metadata") or {}
+        created = parse_time(meta.get("creationTimestamp"))
+        out.append({"name": meta.get("name") or "?",
+                    "signer": (item.get("spec") or {}).get("signerName") or "",
+                    "username": _csr_user(item),
+                    "age": round(now - created, 1) if created else None})
+    return out
+
+
+def fleet_records(records: list[Any]) -> list[dict[str, Any]]:
+    """The few fields of each NodeRecord a blast radius groups by."""
+    return [{k: getattr(r, k, "") for k in FLEET_KEYS} for r in records]

@@ -66,7 +66,9 @@ def status_of(v, domain: str) -> str:
 
 
 @pytest.mark.parametrize("line,domain,expected", [
-    (PLEG, "pleg_runtime_slow", "suspected"),
+    (PLEG, "pleg_runtime_slow", "confirmed"),  # stale for longer than its threshold
+    (PLEG.replace("pleg was last seen active 3m5.2s ago; threshold is 3m0s",
+                  "pleg has yet to be successful"), "pleg_runtime_slow", "suspected"),
     (CNI, "cni_network", "confirmed"),
     (X509, "cert_expired", "confirmed"),
     (SWAP, "kubelet_config", "confirmed"),
@@ -237,7 +239,7 @@ def test_garbage_is_skipped_with_a_note(tmp_path):
     for name in ("random.bin", "notes.txt", "metrics.txt", "node.json", "df-i.txt",
                  "lsmod.txt", "empty.log", "describe-node.txt", "dangling.log", "sub/"):
         assert any(n.startswith(name) for n in ev.notes), (name, ev.notes)
-    assert status_of(v, "pleg_runtime_slow") == "suspected"
+    assert status_of(v, "pleg_runtime_slow") == "confirmed"
 
 
 def test_guess_kind_by_name_first():
@@ -258,8 +260,8 @@ def test_cli_json(tmp_path):
     r = analyze(str(d), "--format", "json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert list(out) == ["node", "verdict", "domains", "next_probes", "fix", "verify", "dont",
-                         "actions"]
+    assert list(out)[:8] == ["node", "verdict", "domains", "next_probes", "fix", "verify",
+                             "dont", "actions"]
     assert out["node"] == "node-0003" and out["verdict"] == "cert_expired"
     assert out["fix"] and out["actions"] == ["approve-csr"]
     for fmt in ("text", "markdown"):
@@ -298,3 +300,58 @@ def test_cert_dates_judged_at_capture_time(tmp_path):
             "manifest.json": json.dumps({"node": "n1", "times": {"captured": captured}})})
         obs = observations_from(d)
         assert [o.data.get("state") for o in obs] == [state]
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def test_describe_node_and_events_are_read_by_content_too(tmp_path):
+    described = (CORPUS / "pleg_runtime_slow" / "jupyter-et-13-describe-node" /
+                 "describe-node.txt").read_text()
+    events = (CORPUS / "memory_pid_pressure" / "k3s-838-system-oom-events" /
+              "events.txt").read_text()
+    assert guess_kind("node-status.txt", "Conditions:\n" + described) == "describe-node"
+    assert guess_kind("what-kubectl-said.txt", events) == "events-text"
+    d = write(tmp_path / "ev", {"describe-node.txt": described, "events.txt": events})
+    v, ev = verdict(d)
+    assert v.node == "etkhub"
+    assert {o.probe for o in ev.observations} == {"api.node", "api.events"}
+    node = next(o for o in ev.observations if o.probe == "api.node")
+    assert node.data["ready"] == "False" and node.data["set_by"] == "kubelet"
+    assert "PLEG is not healthy" in node.data["message"]
+    # both confirmed; memory starvation comes first and explains the stale relist
+    assert v.verdict == "memory_pid_pressure"
+    assert status_of(v, "pleg_runtime_slow") == "confirmed"
+
+
+def test_describe_node_without_a_ready_row_does_not_invent_one(tmp_path):
+    text = (CORPUS / "disk_pressure" / "k8s-93711-describe-node" / "describe-node.txt").read_text()
+    d = write(tmp_path / "ev", {"describe-node.txt": text})
+    v, ev = verdict(d)
+    assert ev.observations[0].data["ready"] is None
+    assert v.verdict == "disk_pressure"
+    disk = next(x for x in v.domains if x["id"] == "disk_pressure")
+    assert "KubeletHasDiskPressure" in disk["evidence"][0]
+
+
+def test_capture_bundle_names_are_read(tmp_path):
+    # the file names and command outputs `nodewb capture` writes (triage/capture.py)
+    d = write(tmp_path / "ev", {
+        "manifest.json": json.dumps({"node": "node-0013", "times": {"captured": 1.7e9}}),
+        "systemctl-status-containerd.txt":
+            "ActiveState=failed\nSubState=failed\nNRestarts=5\nMainPID=0\nResult=core-dump\n"
+            "##nodewb## status\n× containerd.service - containerd container runtime\n",
+        "clock.txt": "1700000000\nno\n##nodewb## status\nSystem clock synchronized: no\n",
+        "events.json": json.dumps({"kind": "EventList", "items": [
+            {"type": "Warning", "reason": "SystemOOM", "message": "System OOM encountered, "
+             "victim process: kubelet, pid: 2211", "source": {"component": "kubelet"},
+             "lastTimestamp": "2023-11-14T22:13:20Z"}]}),
+    })
+    v, ev = verdict(d)
+    probes = {o.probe: o for o in ev.observations}
+    assert set(probes) == {"node.systemd.containerd", "node.ntp", "api.events"}, ev.notes
+    assert probes["node.systemd.containerd"].data["active_state"] == "failed"
+    assert probes["node.ntp"].data["ntp_synchronized"] is False
+    assert status_of(v, "runtime_down") == "confirmed"
+    assert status_of(v, "memory_pid_pressure") == "confirmed"
+    assert status_of(v, "clock_skew") == "suspected"

@@ -250,15 +250,26 @@ def test_nothing_decided_is_unknown():
     assert v.actions == [] and v.fix == []
 
 
+YET_TO_SUCCEED = "PLEG is not healthy: pleg has yet to be successful"
+
+
 def test_suspicion_alone_is_unknown_not_a_guess():
-    v = diagnose([node("False", message=PLEG_MSG, reason="KubeletNotReady"),
-                  journal([PLEG_LINE])]).verdict()
+    # a PLEG that has not relisted yet (kubelet start) is a suspicion, not a stale relist
+    v = diagnose([node("False", message=YET_TO_SUCCEED, reason="KubeletNotReady"),
+                  journal([PLEG_LINE.replace(PLEG_MSG, YET_TO_SUCCEED)])]).verdict()
     assert v.verdict == "unknown"
     pleg = next(d for d in v.domains if d["id"] == "pleg_runtime_slow")
     assert pleg["status"] == "suspected"
     # the runbook order: the runtime is tested next
     assert "node.crictl.ps" in v.next_probes
     assert v.next_probes.index("node.crictl.ps") < v.next_probes.index("node.ntp")
+
+
+def test_a_stale_pleg_the_kubelet_reports_is_the_pleg_domain_until_a_cause_beneath_shows():
+    d = diagnose([node("False", message=PLEG_MSG, reason="KubeletNotReady"), journal([PLEG_LINE])])
+    assert d.conclusion() == "pleg_runtime_slow"
+    d.add(ob("node.crictl.ps", HUNG, "crictl ps did not return in 10 s"))
+    assert d.conclusion() == "runtime_down"
 
 
 def test_ready_alone_with_nothing_bad_is_healthy_and_notready_alone_is_unknown():
@@ -299,7 +310,9 @@ def test_vxlan_decoy_without_metrics_or_cni_lines():
                   journal([PLEG_LINE] * 5),
                   ob("node.kmod", BAD, "kernel module not loaded: vxlan", {"missing": ["vxlan"]})])
     assert d.verdict().verdict == "cni_network"
-    assert d.domains()["pleg_runtime_slow"].status == "suspected"
+    # the stale relist is real (the kubelet says so), and the broken overlay explains it
+    assert d.domains()["pleg_runtime_slow"].status == "confirmed"
+    assert any("explained by cni_network" in n for n in d.notes())
 
 
 def test_partition_explains_cert_and_lease_symptoms():
@@ -379,9 +392,18 @@ def test_blast_radius_note_when_notready_nodes_share_a_zone():
     notes = " ".join(v.notes)
     assert "zone us-east-1b" in notes and "12 of 12 NotReady" in notes
     assert "os_image ami-2" in notes
-    assert "pool general" in notes  # every NotReady node is in it (so is every node)
+    # every NotReady node is in pool general, but so is every node: it sets nothing apart
+    assert "pool general" not in notes
     assert "blast radius" in v.to_text() and "blast radius" in v.to_markdown()
-    assert set(v.as_dict()) == set(KEYS)
+    assert list(v.as_dict())[:len(KEYS)] == list(KEYS)
+    assert any("zone us-east-1b" in n for n in json.loads(v.to_json())["notes"])
+
+
+def test_no_blast_radius_when_the_value_sets_nothing_apart():
+    # half the fleet down, spread evenly over the zones: a zone is no common cause
+    sib = [{"name": f"n{i}", "zone": f"z{i % 3}", "kernel": "5.15",
+            "ready": "False" if i % 2 else "True"} for i in range(30)]
+    assert blast_radius(sib) == []
 
 
 def test_no_blast_radius_for_scattered_or_few_failures():
@@ -396,8 +418,9 @@ def test_json_shape_matches_the_contract():
     v = diagnose(with_(healthy_set(), *CASES["disk_pressure"])).verdict()
     out = json.loads(v.to_json())
     assert list(out) == ["node", "verdict", "domains", "next_probes", "fix", "verify", "dont",
-                         "actions"]
+                         "actions", "leaf", "cause", "notes"]  # the contract, then extra keys
     assert out["node"] == NODE and out["verdict"] == "disk_pressure"
+    assert out["leaf"] == "inodes" and "df -i" in out["cause"]
     assert [d["id"] for d in out["domains"]] == list(R.DOMAINS)
     for d in out["domains"]:
         assert set(d) == {"id", "status", "evidence"}
@@ -449,7 +472,8 @@ def test_rules_are_data_in_runbook_order():
     assert [s for s in steps if s in seen] == list(dict.fromkeys(seen))
     probe_ids = {c.id for c in nc.CHECKS} | {"kubelet.healthz", "kubelet.metrics",
                                              "kubelet.configz", "kubelet.goroutines",
-                                             "api.node", "api.lease", "api.events"}
+                                             "api.node", "api.lease", "api.events",
+                                             "api.csr", "api.nodes"}
     for r in R.RULES:
         assert r.domain in R.DOMAINS and r.effect in (R.CONFIRM, R.SUSPECT, R.RULE_OUT)
         assert set(r.probes) <= probe_ids, r.id
@@ -528,3 +552,283 @@ def test_node_probes_on_the_lab_reach_the_scenarios_domain(served_lab):
         json.loads(v.to_json())
     assert "modprobe-vxlan" in verdicts["vxlan-missing"].actions
     assert "restart-containerd" in verdicts["containerd-deadlock"].actions
+
+
+# -- settled: the verdict is final before the slow probes finish -------------------------------
+DEADLINE_LINE = ('E1121 10:10:56.666271 1937 generic.go:238] "GenericPLEG: Unable to retrieve '
+                 'pods" err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"')
+SLOW = ("node.crictl.ps", "node.crictl.pods", "node.crictl.info", "node.pods")
+
+
+def deadlock_fast() -> list[Observation]:
+    """What a deadlocked runtime's node shows before crictl's 10 s run out."""
+    base = [o for o in healthy_set() if o.probe not in SLOW]
+    return with_(base, node("False", reason="KubeletNotReady",
+                            message="[container runtime is down, " + PLEG_MSG + "]"),
+                 journal([DEADLINE_LINE, PLEG_LINE]),
+                 metrics(last_relist=660.0, breaches=["no PLEG relist for 11.0m"]))
+
+
+def test_settled_when_nothing_outstanding_could_change_the_verdict():
+    d = diagnose(deadlock_fast())
+    assert d.settled()
+    v = d.verdict()
+    assert v.verdict == "runtime_down" and v.leaf == "hung"
+    assert set(SLOW) <= set(v.next_probes)  # reported as still to come
+    evidence = " ".join(next(x for x in v.domains if x["id"] == "runtime_down")["evidence"])
+    assert "DeadlineExceeded" in evidence and "set by kubelet" in evidence
+
+
+@pytest.mark.parametrize("missing", ["node.ntp", "node.apiserver", "node.cert.client",
+                                     "node.journal.kubelet", "node.swap"])
+def test_not_settled_while_an_earlier_domain_could_still_be_confirmed(missing):
+    # clock, API, certificate and config come before the runtime in PRECEDENCE
+    obs = [o for o in deadlock_fast() if o.probe != missing]
+    d = diagnose(obs)
+    if missing == "node.journal.kubelet":  # the journal also confirms; the node says down
+        assert d.conclusion() == "runtime_down"
+    assert not d.settled()
+    d.add(next(o for o in deadlock_fast() if o.probe == missing))
+    assert d.settled()
+
+
+def test_not_settled_while_a_cause_that_explains_it_may_still_fire():
+    # PID exhaustion explains a runtime that cannot fork: its journal is still to come
+    obs = [o for o in deadlock_fast() if o.probe != "node.journal.containerd"]
+    d = diagnose(obs + [ob("node.pods", OK, "11 pods")])
+    assert d.conclusion() == "runtime_down" and not d.settled()
+    d.add(journal(['level=error msg="RunPodSandbox failed" error="fork/exec /proc/self/exe: '
+                   'resource temporarily unavailable: unknown"'], "containerd"))
+    d.add(ob("node.pods", BAD, "pods over maxPods"))
+    assert d.conclusion() == "memory_pid_pressure"
+
+
+def test_not_settled_without_a_confirmed_domain_or_while_waiting_for_the_fleet():
+    assert not diagnose(healthy_set()).settled()  # healthy is only said when all is in
+    assert not diagnose([]).settled()
+    d = diagnose(deadlock_fast(), wait_for=("api.nodes",))
+    assert not d.settled()
+    d.add(ob("api.nodes", OK, "3 nodes", {"nodes": []}))
+    assert d.settled()
+
+
+def test_not_settled_while_a_more_specific_leaf_may_come():
+    obs = [o for o in CASES["cert_expired"]] + [o for o in healthy_set() if o.probe not in (
+        "api.node", "node.journal.kubelet", "node.cert.client", "node.apiserver")]
+    d = diagnose(obs)
+    assert d.conclusion() == "cert_expired" and d.leaf() == "client_expired"
+    assert not d.settled()  # api.csr may still say the rotation's CSR waits
+    d.add(ob("api.csr", BAD, "1 CSR pending", {"pending": [{"name": "csr-x"}]}))
+    assert d.leaf() == "pending_csr" and d.settled()
+
+
+# -- finer leaves under the stable domain ids --------------------------------------------------
+SOCKET_LINE = ('E1121 remote_runtime.go:633] "Status from runtime service failed" err="rpc error: '
+               'code = Unavailable desc = connection error: desc = \\"transport: Error while '
+               'dialing: dial unix /run/containerd/containerd.sock: connect: no such file or '
+               'directory\\""')
+REFUSED_LINE = SOCKET_LINE.replace("no such file or directory", "connection refused")
+LEAF_CASES = {
+    ("runtime_down", "hung"): [journal([DEADLINE_LINE])],
+    ("runtime_down", "dead"): [journal([SOCKET_LINE]), unit("containerd", "failed", "failed")],
+    ("runtime_down", "socket_missing"): [journal([SOCKET_LINE])],
+    ("runtime_down", "dead "): [journal([REFUSED_LINE])],
+    ("disk_pressure", "space"): [ob("node.df.space", BAD, "space 97%"),
+                                 ob("node.df.inodes", OK, "inodes 10%")],
+    ("disk_pressure", "inodes"): [ob("node.df.space", OK, "space 50%"),
+                                  ob("node.df.inodes", BAD, "inodes 100%")],
+    ("cert_expired", "client_expired"): [ob("node.cert.client", BAD, "expired",
+                                            {"state": "expired"})],
+    ("cert_expired", "serving"): [journal([
+        'I1121 log.go:245] http: TLS handshake error from 10.0.0.5:51234: no serving '
+        'certificate available for the kubelet'])],
+    ("cert_expired", "pending_csr"): [
+        node("Unknown", set_by="node-controller", reason="NodeStatusUnknown"),
+        ob("node.cert.client", BAD, "expired", {"state": "expired"}),
+        ob("api.csr", BAD, "1 CSR pending", {"pending": [{"name": "csr-8v9rh"}]})],
+    ("cni_network", "binary_missing"): [ob("node.cni", BAD, "calico missing",
+                                           {"missing": ["calico"], "binaries": ["bridge"],
+                                            "configs": ["10-calico.conflist"]})],
+    ("cni_network", "config_missing"): [ob("node.cni", BAD, "no config",
+                                           {"missing": [], "binaries": ["calico"],
+                                            "configs": []})],
+    ("cni_network", "kernel_module"): [ob("node.kmod", BAD, "vxlan not loaded",
+                                          {"missing": ["vxlan"]})],
+}
+
+
+@pytest.mark.parametrize("domain,leaf", sorted(LEAF_CASES), ids=lambda x: x.strip())
+def test_finer_leaves(domain, leaf):
+    d = diagnose([node("False", reason="KubeletNotReady")] + LEAF_CASES[(domain, leaf)])
+    v = d.verdict()
+    assert v.verdict == domain, v.to_text()
+    assert v.leaf == leaf.strip()
+    out = json.loads(v.to_json())
+    assert out["verdict"] == domain and out["leaf"] == leaf.strip() and out["cause"]
+    assert f"[{leaf.strip()}]" in v.to_text().splitlines()[0]
+    assert f"`{leaf.strip()}`" in v.to_markdown()
+
+
+def test_every_leaf_a_rule_names_is_described():
+    for r in R.RULES:
+        if r.leaf:
+            assert r.leaf in dict(R.LEAF_CAUSES[r.domain]), r.id
+
+
+def test_pending_csr_on_a_ready_node_keeps_it_healthy():
+    d = diagnose(healthy_set() + [ob("api.csr", BAD, "1 CSR pending",
+                                     {"pending": [{"name": "csr-1"}]})])
+    assert d.conclusion() == "healthy" and d.verdict().leaf is None
+
+
+# -- polarity of the Ready condition -----------------------------------------------------------
+UNKNOWN = dict(ready="Unknown", set_by="node-controller", reason="NodeStatusUnknown",
+               message="Kubelet stopped posting node status.")
+
+
+def test_unknown_from_the_node_controller_points_at_partition_or_certificate_not_a_guess():
+    d = diagnose([node(**UNKNOWN)])
+    states = d.domains()
+    assert states["apiserver_unreachable"].status == "suspected"
+    assert states["cert_expired"].status == "suspected"
+    assert "set by the node controller" in states["apiserver_unreachable"].evidence[0]
+    assert "Kubelet stopped posting node status." in states["apiserver_unreachable"].evidence[0]
+    assert d.conclusion() == "unknown"
+
+
+def test_unknown_with_the_kubelet_running_and_its_api_calls_timing_out_is_a_partition():
+    d = diagnose([node(**UNKNOWN), journal([LEASE_LINE]),
+                  ob("node.kubelet.process", OK, "kubelet running", {"running": True})])
+    assert d.conclusion() == "apiserver_unreachable" and d.leaf() == "partition"
+    assert any("ready.unknown-api-calls-fail" == f[0] for f in d.fired())
+
+
+def test_unknown_with_no_kubelet_process_suspects_the_kubelet_itself():
+    d = diagnose([node(**UNKNOWN), ob("node.kubelet.process", BAD, "no kubelet",
+                                      {"running": False})])
+    assert d.domains()["kubelet_config"].status == "suspected"
+    assert "ready.unknown-kubelet-down" in [f[0] for f in d.fired()]
+
+
+def test_unknown_with_401s_is_certificate_not_partition():
+    d = diagnose([node(**UNKNOWN), journal(['E1121 controller.go:145] "Failed to ensure lease '
+                                            'exists, will retry" err="Unauthorized"'])])
+    states = d.domains()
+    assert states["cert_expired"].status == "confirmed" and d.leaf() == "unauthorized"
+    assert states["apiserver_unreachable"].status == "suspected"  # only the polarity
+    assert "ready.unknown-api-calls-fail" not in [f[0] for f in d.fired()]
+
+
+def test_false_from_the_kubelet_is_first_hand():
+    d = diagnose([node("False", reason="KubeletNotReady",
+                       message="container runtime network not ready: NetworkReady=false "
+                               "reason:NetworkPluginNotReady message:Network plugin returns "
+                               "error: cni plugin not initialized")])
+    states = d.domains()
+    assert d.conclusion() == "cni_network"
+    assert states["apiserver_unreachable"].status == "ruled_out"
+    assert states["cert_expired"].status == "ruled_out"
+    stale = diagnose([node("False", set_by="kubelet", reason="KubeletNotReady",
+                           message="container runtime is down")])
+    assert stale.conclusion() == "runtime_down"
+    # the same words in a status the kubelet stopped refreshing are not first-hand
+    old = ob("api.node", BAD, "Ready=False", dict(node("False", message="container runtime is "
+                                                       "down").data, heartbeat_age=900.0))
+    assert diagnose([old]).domains()["runtime_down"].status == "suspected"
+
+
+def test_fleet_observation_feeds_the_blast_radius():
+    nodes = [{"name": f"node-{i:04d}", "zone": "us-east-1b" if i < 12 else "us-east-1a",
+              "ready": "False" if i < 12 else "True"} for i in range(40)]
+    d = diagnose(CASES["cni_network"] + [ob("api.nodes", BAD, "40 nodes", {"nodes": nodes})])
+    v = d.verdict()
+    assert any("zone us-east-1b" in n for n in v.notes)
+    assert "blast radius" in v.to_markdown() and "blast radius" in v.to_json()
+
+
+def test_unknown_and_healthy_still_hold_with_the_new_rules():
+    info = journal(['I1121 10:00:00.000000 1 kubelet.go:100] "Attempting to delete unused '
+                    'containers"', 'I1121 oom_score_adj set for kubelet'])
+    assert diagnose([node("False", reason="KubeletNotReady"), info]).conclusion() == "unknown"
+    assert diagnose(with_(healthy_set(), info)).conclusion() == "healthy"
+
+
+def test_run_until_settled_on_the_lab_stops_before_the_hung_crictl(served_lab):
+    from probes.kube import Kube
+    from probes.kubelet import KubeletClient
+    from probes.node_probes import NodeProbes
+    from probes.ssh import SshClient
+    from tests.conftest import SCENARIO_NODES
+
+    name = SCENARIO_NODES["containerd-deadlock"]
+
+    async def run() -> tuple[Diagnosis, list[Observation], list[str]]:
+        kube = Kube(str(served_lab.kubeconfig))
+        async with SshClient(ssh_config=served_lab.ssh_config) as ssh:
+            async with KubeletClient(kube, nc.ssh_runner(ssh)) as kubelet:
+                probes = NodeProbes(kube, ssh, kubelet, name, fleet=True)
+                d = Diagnosis(name, wait_for=("api.nodes",))
+                got = await asyncio.wait_for(probes.run(on_observation=d.add,
+                                                        until=d.settled), 60)
+                return d, got, [p.id for p in probes.plan()]
+
+    d, got, planned = asyncio.run(run())
+    assert d.settled()
+    v = d.verdict()
+    assert v.verdict == "runtime_down" and v.leaf == "hung", v.to_text()
+    assert "api.nodes" in d.observations  # wait_for: the blast radius is not skipped
+    assert "node.crictl.ps" not in d.observations  # a 10 s hang; the verdict came long before
+    missing = set(planned) - {o.probe for o in got}
+    read_by_rules = {p for r in R.RULES for p in r.probes}
+    assert "node.crictl.ps" in missing and (missing & read_by_rules) <= set(v.next_probes)
+
+
+def test_pending_csr_probe_on_the_lab(served_lab):
+    from probes.kube import Kube
+    from probes.node_probes import NodeProbes
+    from tests.conftest import SCENARIO_NODES
+
+    kube = Kube(str(served_lab.kubeconfig))
+
+    async def csr(node_name: str) -> Observation:
+        obs = await NodeProbes(kube, None, None, node_name, fleet=True).run()
+        return next(o for o in obs if o.probe == "api.csr")
+
+    expired = asyncio.run(csr(SCENARIO_NODES["cert-expired"]))
+    assert expired.status is BAD and expired.data["pending"], expired.summary
+    assert expired.data["pending"][0]["name"].startswith("csr-")
+    assert asyncio.run(csr("node-0001")).status is OK
+
+
+def test_blast_radius_from_one_list_call_on_a_zone_wide_failure(fresh_lab):
+    from probes.kube import Kube
+    from probes.node_probes import NodeProbes
+
+    lab = fresh_lab("--nodes", "30", "--scenario", "vxlan-missing", "--seed", "3")
+    kube = Kube(str(lab.kubeconfig))
+    down = [r for r in kube.list_nodes() if r.ready != "True"]
+    assert len(down) >= 3, [(r.name, r.zone) for r in down]
+    zone = down[0].zone
+
+    d = Diagnosis(down[0].name, wait_for=("api.nodes",))
+    asyncio.run(NodeProbes(kube, None, None, down[0].name, fleet=True).run(on_observation=d.add))
+    fleet = d.observations["api.nodes"]
+    assert fleet.status is BAD and len(fleet.data["nodes"]) == 30
+    v = d.verdict()
+    out = json.loads(v.to_json())
+    assert any(f"zone {zone}" in n and "blast radius" in n for n in out["notes"]), out["notes"]
+    assert "blast radius" in v.to_markdown() and "blast radius" in v.to_text()
+
+
+def test_every_action_the_tree_names_exists_and_each_leaf_leads_with_its_fix():
+    from lab.scenarios import SCENARIOS
+    from triage.actions import ACTIONS
+    from triage.rules import LEAF_ACTIONS, LEAF_CAUSES, LEAVES
+
+    named = {a for leaf in LEAVES.values() for a in leaf.actions}
+    named |= {a for acts in LEAF_ACTIONS.values() for a in acts}
+    assert named <= set(ACTIONS)
+    for (domain, leaf), acts in LEAF_ACTIONS.items():
+        assert leaf in dict(LEAF_CAUSES[domain]), (domain, leaf)
+    healing = {s.action for s in SCENARIOS.values() if s.action}
+    assert healing <= set(ACTIONS)

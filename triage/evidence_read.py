@@ -42,6 +42,10 @@ KINDS: dict[str, str] = {
     "runtime-journal": "node.journal.containerd",
     "dmesg": "node.dmesg.oom",
     "node-json": "api.node",
+    "describe-node": "api.node",
+    "events-text": "api.events",
+    "events-json": "api.events",
+    "clock": "node.ntp",
     "metrics": "kubelet.metrics",
     "goroutines": "kubelet.goroutines",
     "df-space": "node.df.space",
@@ -63,6 +67,8 @@ _NAMES: tuple[tuple[str, str], ...] = (
      "runtime-journal"),
     (r"(dmesg|kern|kernel|journal-k)\.(log|txt)", "dmesg"),
     (r"node\.json", "node-json"),
+    (r"(kubectl[-_])?describe[-_]node(s)?([-_][\w.-]+)?\.txt", "describe-node"),
+    (r"(kubectl[-_](get[-_])?)?events(\.txt|\.log)", "events-text"),
     (r"metrics(\.txt|\.prom)?", "metrics"),
     (r"goroutines?(\.txt)?", "goroutines"),
     (r"df(-h)?\.txt", "df-space"),
@@ -72,12 +78,14 @@ _NAMES: tuple[tuple[str, str], ...] = (
     (r"crictl-info\.(txt|json)", "crictl-info"),
     (r"(openssl-dates|cert-dates|client-cert|openssl)\.txt", "cert-dates"),
     (r"lsmod\.txt", "lsmod"),
-    (r"(systemctl|systemd)[-_](show[-_])?kubelet\.txt", "systemd-kubelet"),
-    (r"(systemctl|systemd)[-_](show[-_])?containerd\.txt", "systemd-containerd"),
+    (r"(systemctl|systemd)[-_]((show|status)[-_])?kubelet\.txt", "systemd-kubelet"),
+    (r"(systemctl|systemd)[-_]((show|status)[-_])?containerd\.txt", "systemd-containerd"),
+    (r"events\.json", "events-json"),
+    (r"(clock|timedatectl|ntp)\.txt", "clock"),
     (r"ps[-_]kubelet\.txt", "kubelet-ps"),
 )
 # read by a person, not by the tree
-_PEOPLE = {"describe-node.txt", "events.json", "manifest.json"}
+_PEOPLE = {"manifest.json"}
 
 _KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.\-]+:\d+\]", re.M)
 _JOURNAL_PREFIX = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ ([\w.\-]+)(\[\d+\])?:", re.M)
@@ -289,6 +297,10 @@ def _sniff(text: str, low: str = "") -> str | None:
                 return "crictl-info"
         if obj is not None:
             return None
+    if re.search(r"^Conditions:\s*$", head, re.M) and _CONDITION_HEADER.search(head):
+        return "describe-node"
+    if _EVENTS_HEADER.search(head):
+        return "events-text"
     if re.search(r"^goroutine profile: total \d+", head, re.M):
         return "goroutines"
     if re.search(r"^# (TYPE|HELP) \w+", head, re.M) or \
@@ -534,14 +546,17 @@ def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
     age = (ev.captured - rec.heartbeat) if (ev.captured and rec.heartbeat) else None
     pressures = [k for k in ("MemoryPressure", "DiskPressure", "PIDPressure",
                              "NetworkUnavailable") if rec.conditions.get(k) == "True"]
-    data = {"ready": rec.ready, "reason": rec.ready_reason, "message": rec.ready_message,
-            "set_by": rec.ready_by, "heartbeat_age": None if age is None else round(age, 1),
+    has_ready = "Ready" in rec.conditions  # an excerpt may hold only some conditions
+    data = {"ready": rec.ready if has_ready else None, "reason": rec.ready_reason,
+            "message": rec.ready_message, "set_by": rec.ready_by if has_ready else None,
+            "heartbeat_age": None if age is None else round(age, 1),
             "ready_since": rec.ready_since, "conditions": rec.conditions,
             "pressures": pressures, "taints": rec.taints, "unschedulable": rec.unschedulable,
             "kubelet_version": rec.kubelet_version, "runtime": rec.runtime,
             "kernel": rec.kernel, "os_image": rec.os_image, "internal_ip": rec.internal_ip,
             "zone": rec.zone, "pods_capacity": rec.pods_capacity}
-    words = f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by {rec.ready_by})"
+    words = f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by {rec.ready_by})" \
+        if has_ready else "no Ready condition in the capture"
     if age is not None:
         words += f", heartbeat {age:.0f} s before capture"
     if rec.ready_message:
@@ -556,11 +571,130 @@ def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
                        data, VIA, raw)
 
 
+# `kubectl describe node`: the Conditions table, read back into a Node object
+_CONDITION_HEADER = re.compile(r"^\s*Type\s+Status\s+LastHeartbeatTime\s+LastTransitionTime\s+"
+                               r"Reason\s+Message", re.M)
+_DESCRIBE_DATE = r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
+_CONDITION_ROW = re.compile(
+    rf"^\s*(?P<type>[A-Za-z]+)\s+(?P<status>True|False|Unknown)\s+"
+    rf"(?P<hb>{_DESCRIBE_DATE}|\S+)\s+(?P<tr>{_DESCRIBE_DATE}|\S+)\s+"
+    rf"(?P<reason>[A-Za-z]+)\s*(?P<message>.*)$")
+
+
+def _describe_time(text: str) -> str | None:
+    from datetime import datetime, timezone
+    text = text.strip()
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", text):
+        return text  # already RFC 3339 (nodewb's own describe-node.txt)
+    try:
+        when = datetime.strptime(text, "%a, %d %b %Y %H:%M:%S %z")
+    except ValueError:
+        return None
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe_node_object(text: str) -> dict[str, Any]:
+    """The Node object a `kubectl describe node` printout stands for (name, zone/pool labels,
+    conditions with reason, message and heartbeat). Raises ValueError without a Conditions
+    table."""
+    name = re.search(r"^Name:\s+(\S+)", text, re.M)
+    labels: dict[str, str] = {}
+    block = re.search(r"^Labels:\s+(.*?)(?=^\S)", text, re.M | re.S)
+    for ln in (block.group(1).splitlines() if block else []):
+        key, sep, value = ln.strip().partition("=")
+        if sep and key:
+            labels[key] = value
+    conditions = []
+    table = _CONDITION_HEADER.search(text)
+    if table is None:
+        raise ValueError("no Conditions table (Type Status LastHeartbeatTime ...)")
+    for ln in text[table.end():].splitlines()[1:]:
+        if not ln.strip() or re.match(r"^\s*-+\s", ln):
+            continue
+        if re.match(r"^\S", ln):
+            break  # the next section (Addresses:, Capacity:, ...)
+        m = _CONDITION_ROW.match(ln.replace("\t", " "))
+        if m is None:
+            continue
+        conditions.append({"type": m["type"], "status": m["status"], "reason": m["reason"],
+                           "message": m["message"].strip(),
+                           "lastHeartbeatTime": _describe_time(m["hb"]),
+                           "lastTransitionTime": _describe_time(m["tr"])})
+    if not conditions:
+        raise ValueError("the Conditions table has no rows that can be read")
+    return {"kind": "Node", "metadata": {"name": name.group(1) if name else "",
+                                         "labels": labels},
+            "status": {"conditions": conditions}}
+
+
+# the Events of `kubectl describe node` (Type Reason Age From Message)
+_EVENTS_HEADER = re.compile(r"^\s*Type\s+Reason\s+Age\s+From\s+Message\s*$", re.M)
+_EVENT_ROW = re.compile(r"^\s*(?P<type>Normal|Warning)\s+(?P<reason>[A-Za-z]+)\s+(?P<rest>.*)$")
+_EVENT_REST = re.compile(r"^(?P<age>\S+(?: \(x\d+ over \S+\))?)\s{2,}(?P<source>.+?)\s{2,}"
+                         r"(?P<message>.*)$")
+
+
+def _events_text(text: str, ev: Evidence, at: float) -> Observation:
+    events = []
+    for ln in text.splitlines():
+        m = _EVENT_ROW.match(ln)
+        if m is None:
+            continue
+        rest = _EVENT_REST.match(m["rest"].strip())
+        message = rest["message"] if rest else m["rest"].strip()
+        events.append({"type": m["type"], "reason": m["reason"], "message": message[:300]})
+    if not events:
+        raise ValueError("no event rows (Normal|Warning Reason Age From Message)")
+    warnings = [e for e in events if e["type"] == "Warning"]
+    reasons: dict[str, int] = {}
+    for e in warnings:
+        reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+    data = {"total": len(events), "warnings": len(warnings), "warning_reasons": reasons,
+            "events": events}
+    summary = (f"{len(warnings)} warning events: " + ", ".join(reasons)) if warnings else \
+        f"{len(events)} events, no warnings"
+    return Observation("api.events", ev.node, Status.BAD if warnings else Status.OK, at, 0.0,
+                       summary, data, VIA, "\n".join(ln for ln in text.splitlines()
+                                                     if _EVENT_ROW.match(ln))[:nc.RAW_LIMIT])
+
+
+def _events_json(text: str, ev: Evidence, at: float) -> Observation:
+    """`kubectl get events -o json` (an EventList) as the events of the node."""
+    obj = json.loads(text)
+    items = obj.get("items") if isinstance(obj, dict) else obj
+    if not isinstance(items, list):
+        raise ValueError("not an event list")
+    rows = []
+    for e in items:
+        if isinstance(e, dict) and e.get("reason"):
+            rows.append(f"  {e.get('type') or 'Normal'}  {e['reason']}  "
+                        f"{e.get('lastTimestamp') or e.get('eventTime') or '-'}  "
+                        f"{(e.get('source') or {}).get('component') or '-'}  "
+                        f"{' '.join(str(e.get('message') or '').split())}")
+    return _events_text("\n".join(rows), ev, at)
+
+
+def _clock(text: str, ev: Evidence, at: float) -> Observation:
+    """`date -u +%s; timedatectl ...` as the live NTP check reads it. The offset is only judged
+    against a capture time from manifest.json; without one, only NTP sync is."""
+    limit = nc.CLOCK_OFFSET_LIMIT if ev.captured is not None else 1e9  # 1e9 s: never
+    return _replay(nc.ntp, text, ev, at, max_offset=limit)
+
+
+def _describe_node(text: str, ev: Evidence, at: float) -> Observation | None:
+    obs = _node_json(json.dumps(describe_node_object(text)), ev, at)
+    return obs
+
+
 _READERS: dict[str, Callable[[str, Evidence, float], Observation | None]] = {
     "kubelet-journal": _journal("kubelet"),
     "runtime-journal": _journal("containerd"),
     "dmesg": _dmesg,
     "node-json": _node_json,
+    "describe-node": _describe_node,
+    "events-text": _events_text,
+    "events-json": _events_json,
+    "clock": _clock,
     "metrics": _metrics,
     "goroutines": _goroutines,
     "df-space": _df(False),

@@ -23,7 +23,8 @@ from probes.observation import Observation, Status
 
 __all__ = [
     "DOMAINS", "PRECEDENCE", "EXPLAINS", "CONFIRM", "SUSPECT", "RULE_OUT", "Rule", "Leaf", "RULES",
-    "LEAVES", "COMMON_VERIFY", "COMMON_DONT", "journal_line", "journal_lines",
+    "LEAVES", "LEAF_ACTIONS", "COMMON_VERIFY", "COMMON_DONT", "LEAF_CAUSES", "journal_line",
+    "journal_lines",
 ]
 
 DOMAINS: tuple[str, ...] = (
@@ -66,6 +67,7 @@ class Rule:
     says: str  # what the rule means, for a person
     quote: Quote | None = None  # the evidence text; default: "probe: summary" + raw excerpt
     statuses: tuple[Status, ...] = DECIDED  # observation statuses the rule may read
+    leaf: str = ""  # the finer cause under `domain` it points at (a key of LEAF_CAUSES)
 
     def applies(self, observations: list[Observation]) -> bool:
         if any(o.status not in self.statuses for o in observations):
@@ -143,6 +145,13 @@ def journal_quote(*labels: str, regex: str | None = None) -> Quote:
     return quote
 
 
+def _count(o: Observation, label: str) -> int:
+    for p in _d(o, "patterns", default=[]) or []:
+        if p.get("pattern") == label:
+            return int(p.get("count") or 0)
+    return int((_d(o, "matched", default={}) or {}).get(label) or 0)
+
+
 def _cond(o: Observation, name: str) -> str | None:
     return (_d(o, "conditions", default={}) or {}).get(name)
 
@@ -160,6 +169,50 @@ def _ready_msg(o: Observation) -> str:
     return f"{_d(o, 'reason', default='') or ''} {_d(o, 'message', default='') or ''}"
 
 
+NODE_CONTROLLER_MESSAGE = "Kubelet stopped posting node status."
+HEARTBEAT_FRESH = 40.0  # seconds: the default node lease duration
+
+
+def _unknown_by_controller(o: Observation) -> bool:
+    """Ready=Unknown written by the node controller: it stopped hearing from the kubelet."""
+    return _d(o, "ready") == "Unknown" and (
+        _d(o, "set_by") == "node-controller" or _d(o, "reason") == "NodeStatusUnknown"
+        or NODE_CONTROLLER_MESSAGE.lower() in str(_d(o, "message", default="")).lower())
+
+
+def _false_by_kubelet(o: Observation) -> bool:
+    """Ready=False written by the kubelet itself with a fresh heartbeat: it reaches and
+    authenticates to the API server, and its message is first-hand."""
+    age = _d(o, "heartbeat_age")
+    return _d(o, "ready") == "False" and _d(o, "set_by") == "kubelet" and (
+        age is None or age < HEARTBEAT_FRESH)
+
+
+def _polarity_quote(o: Observation, *_: Observation) -> str:
+    who = "the node controller" if _unknown_by_controller(o) else _d(o, "set_by", default="?")
+    msg = str(_d(o, "message", default="") or "")[:240]
+    text = f"{o.probe}: Ready={_d(o, 'ready')} ({_d(o, 'reason') or 'no reason'}) set by {who}"
+    age = _d(o, "heartbeat_age")
+    if age is not None:
+        text += f", heartbeat {age:.0f} s ago"
+    if msg:
+        text += f": \"{msg}\""
+    pressures = _d(o, "pressures", default=[]) or []
+    if pressures:
+        text += "; " + ", ".join(f"{p}=True" for p in pressures)
+    return text
+
+
+def _condition_quote(*names: str) -> Quote:
+    """The condition rows as the API (or describe node) wrote them: type, status, reason."""
+    def quote(o: Observation) -> str:
+        rows = [ln.strip() for ln in (o.raw or "").splitlines()
+                if any(ln.strip().startswith(f"{n}=True") for n in names)]
+        return f"{o.probe}: " + " / ".join(f"\"{r[:200]}\"" for r in rows) if rows else \
+            _polarity_quote(o)
+    return quote
+
+
 def _crictl_down(o: Observation) -> bool:
     if o.status is Status.HUNG:
         return True
@@ -175,9 +228,40 @@ def _eviction(kind: str) -> Predicate:
 
     def when(o: Observation) -> bool:
         return any(re.search(rx, ln, re.I)
-                   for ln in journal_lines(o, "eviction manager: attempting to reclaim"))
+                   for ln in journal_lines(o, "eviction manager: attempting to reclaim",
+                                           "low on resource"))
     return when
 
+
+def _observed(*kinds: str) -> Predicate:
+    rx = re.compile(r"\[[^\]]*(" + "|".join(kinds) + r")Pressure")
+    return lambda o: any(rx.search(ln)
+                         for ln in journal_lines(o, "eviction manager observed pressure"))
+
+
+def _events(o: Observation) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of an api.events observation."""
+    return [(str(e.get("type", "")), str(e.get("reason", "")), str(e.get("message", "")))
+            for e in _d(o, "events", default=[]) or [] if isinstance(e, dict)]
+
+
+def _event_says(reasons: tuple[str, ...], rx: str = "") -> Predicate:
+    def when(o: Observation) -> bool:
+        return any(r in reasons and (not rx or re.search(rx, f"{r} {m}", re.I))
+                   for _, r, m in _events(o))
+    return when
+
+
+def _event_quote(reasons: tuple[str, ...], rx: str = "") -> Quote:
+    def quote(o: Observation) -> str:
+        hits = [f"{t} {r}: {m}" for t, r, m in _events(o)
+                if r in reasons and (not rx or re.search(rx, f"{r} {m}", re.I))]
+        return f"{o.probe}: \"{hits[-1][:300]}\"" if hits else ""
+    return quote
+
+
+_DISK_WORDS = r"ephemeral-storage|nodefs|imagefs|disk|inode"
+_MEMORY_WORDS = r"memory|pid"
 
 # -- the rules, in diagnosis order --------------------------------------------------------------
 R = Rule
@@ -187,71 +271,185 @@ J_KUBELET, J_RUNTIME = "node.journal.kubelet", "node.journal.containerd"
 def _journal_rules(probe: str, tag: str) -> list[Rule]:
     jl, jq = journal_line, journal_quote
     return [
+        R(f"{tag}.runtime-deadline", "journal", "runtime_down", CONFIRM, (probe,),
+          jl("runtime call deadline exceeded"),
+          "CRI list/status calls run into the kubelet's runtime request timeout: the runtime "
+          "takes the call and never answers (hung)",
+          jq("runtime call deadline exceeded"), leaf="hung"),
+        R(f"{tag}.runtime-socket-missing", "journal", "runtime_down", CONFIRM, (probe,),
+          jl("runtime socket missing"), "the runtime socket file is not there",
+          jq("runtime socket missing"), leaf="socket_missing"),
+        R(f"{tag}.runtime-refused", "journal", "runtime_down", CONFIRM, (probe,),
+          jl("runtime socket refused", "Cannot connect to the Docker daemon"),
+          "nothing listens on the runtime socket: the runtime is not running",
+          jq("runtime socket refused", "Cannot connect to the Docker daemon"), leaf="dead"),
         R(f"{tag}.runtime-connect", "journal", "runtime_down", CONFIRM, (probe,),
           jl("failed to connect to containerd", "transport: Error while dialing",
-             "container runtime is down"),
+             "container runtime is down", "Container runtime sanity check failed"),
           "the kubelet cannot reach the runtime socket",
           jq("failed to connect to containerd", "transport: Error while dialing",
-             "container runtime is down")),
+             "container runtime is down", "Container runtime sanity check failed")),
         R(f"{tag}.pleg", "journal", "pleg_runtime_slow", SUSPECT, (probe,),
           jl("PLEG is not healthy", "pleg was last seen active"),
           "PLEG unhealthy: a symptom of a slow or broken runtime (or of something beneath it)",
           jq("pleg was last seen active", "PLEG is not healthy")),
+        R(f"{tag}.pleg-stale", "journal", "pleg_runtime_slow", CONFIRM, (probe,),
+          jl("pleg was last seen active"),
+          "the kubelet says PLEG has not relisted for longer than its 3 min threshold (the "
+          "relist is stuck; a dead runtime, a broken CNI or starvation beneath it come first)",
+          jq("pleg was last seen active"), leaf="relist_slow"),
+        R(f"{tag}.relist-slow", "journal", "pleg_runtime_slow", SUSPECT, (probe,),
+          jl("Relisting took longer than expected"), "PLEG relisting is slow",
+          jq("Relisting took longer than expected"), leaf="relist_slow"),
         R(f"{tag}.cni", "journal", "cni_network", CONFIRM, (probe,),
           jl("cni plugin not initialized", "NetworkPluginNotReady", "failed to find plugin",
-             "failed to create vxlan tunnel"),
+             "failed to create vxlan tunnel", "cni config uninitialized"),
           "the network plugin is not ready",
           jq("failed to create vxlan tunnel", "failed to find plugin",
-             "cni plugin not initialized", "NetworkPluginNotReady")),
+             "cni config uninitialized", "cni plugin not initialized", "NetworkPluginNotReady")),
+        R(f"{tag}.cni-binary", "journal", "cni_network", CONFIRM, (probe,),
+          jl("failed to find plugin"), "a CNI plugin binary is missing from the plugin path",
+          jq("failed to find plugin"), leaf="binary_missing"),
+        R(f"{tag}.cni-config", "journal", "cni_network", CONFIRM, (probe,),
+          jl("cni config uninitialized"), "no CNI network config in /etc/cni/net.d",
+          jq("cni config uninitialized"), leaf="config_missing"),
+        R(f"{tag}.cni-vxlan", "journal", "cni_network", CONFIRM, (probe,),
+          jl("failed to create vxlan tunnel"), "the overlay cannot create its vxlan device",
+          jq("failed to create vxlan tunnel"), leaf="kernel_module"),
         R(f"{tag}.x509", "journal", "cert_expired", CONFIRM, (probe,),
           jl("x509: certificate has expired or is not yet valid",
              "certificate request was not signed"),
           "the kubelet's certificate is refused",
           jq("x509: certificate has expired or is not yet valid",
              "certificate request was not signed")),
+        R(f"{tag}.client-cert-expired", "journal", "cert_expired", CONFIRM, (probe,),
+          jl("bootstrap client certificate expired"),
+          "the kubelet's client certificate is expired", jq("bootstrap client certificate expired"),
+          leaf="client_expired"),
+        R(f"{tag}.serving-cert", "journal", "cert_expired", CONFIRM, (probe,),
+          jl("no serving certificate available"),
+          "the kubelet has no serving certificate (its kubelet-serving CSR is not approved)",
+          jq("no serving certificate available"), leaf="serving"),
+        R(f"{tag}.cert-not-yet-valid", "journal", "clock_skew", CONFIRM, (probe,),
+          jl("certificate not yet valid"),
+          "x509 says the current time is before a certificate's notBefore: this clock and the "
+          "issuer's disagree (the clock is behind, or jumped)",
+          jq("certificate not yet valid"), leaf="offset"),
+        R(f"{tag}.unauthorized-calls", "journal", "cert_expired", CONFIRM, (probe,),
+          jl("kubelet API calls unauthorized"),
+          "the API server refuses the kubelet's own calls (node status, lease, lists) with 401: "
+          "its client credential is not accepted",
+          jq("kubelet API calls unauthorized"), leaf="unauthorized"),
         R(f"{tag}.unauthorized", "journal", "cert_expired", SUSPECT, (probe,),
-          jl("Unauthorized"), "the API server answers 401 to the kubelet", jq("Unauthorized")),
+          jl("Unauthorized"), "the API server answers 401 to the kubelet", jq("Unauthorized"),
+          leaf="unauthorized"),
         R(f"{tag}.cgroup", "journal", "kubelet_config", CONFIRM, (probe,),
           jl("misconfiguration: kubelet cgroup driver"),
           "kubelet and runtime disagree on the cgroup driver",
-          jq("misconfiguration: kubelet cgroup driver")),
+          jq("misconfiguration: kubelet cgroup driver"), leaf="cgroup_driver"),
         R(f"{tag}.swap", "journal", "kubelet_config", CONFIRM, (probe,),
           jl("running with swap on is not supported"), "swap is on and the kubelet refuses it",
-          jq("running with swap on is not supported")),
+          jq("running with swap on is not supported"), leaf="swap"),
+        R(f"{tag}.bad-config", "journal", "kubelet_config", CONFIRM, (probe,),
+          jl("kubelet config invalid"), "the kubelet cannot load its config, flags or files",
+          jq("kubelet config invalid"), leaf="bad_config"),
         R(f"{tag}.evict-disk", "journal", "disk_pressure", SUSPECT, (probe,), _eviction("disk"),
-          "the eviction manager reclaims disk", jq("eviction manager: attempting to reclaim")),
+          "the eviction manager reclaims disk",
+          jq("eviction manager: attempting to reclaim", "low on resource")),
+        R(f"{tag}.evict-observed-disk", "journal", "disk_pressure", CONFIRM, (probe,),
+          _observed("Disk"), "the kubelet's eviction manager observes DiskPressure",
+          jq("eviction manager observed pressure")),
+        R(f"{tag}.evict-observed-memory", "journal", "memory_pid_pressure", CONFIRM, (probe,),
+          _observed("Memory", "PID"), "the kubelet's eviction manager observes MemoryPressure "
+          "or PIDPressure", jq("eviction manager observed pressure"), leaf="memory"),
+        R(f"{tag}.image-gc", "journal", "disk_pressure", SUSPECT, (probe,),
+          jl("image filesystem over the threshold"),
+          "image GC cannot bring the image filesystem under its threshold",
+          jq("image filesystem over the threshold"), leaf="image_gc"),
         R(f"{tag}.no-space", "journal", "disk_pressure", SUSPECT, (probe,),
           jl("no space left on device"), "writes fail: no space (or no inodes) left",
           jq("no space left on device")),
         R(f"{tag}.evict-memory", "journal", "memory_pid_pressure", SUSPECT, (probe,),
           _eviction("memory"), "the eviction manager reclaims memory or PIDs",
-          jq("eviction manager: attempting to reclaim")),
-        R(f"{tag}.oom", "journal", "memory_pid_pressure", SUSPECT, (probe,), jl("oom"),
-          "OOM messages", jq("oom")),
+          jq("eviction manager: attempting to reclaim", "low on resource")),
+        R(f"{tag}.oom", "journal", "memory_pid_pressure", SUSPECT, (probe,),
+          jl("oom", "System OOM encountered"), "OOM messages",
+          jq("System OOM encountered", "oom"), leaf="memory"),
         R(f"{tag}.fork", "journal", "memory_pid_pressure", SUSPECT, (probe,),
           jl("resource temporarily unavailable"), "fork/clone fails: PID exhaustion",
-          jq("resource temporarily unavailable")),
+          jq("resource temporarily unavailable"), leaf="pid"),
         R(f"{tag}.lease", "journal", "apiserver_unreachable", SUSPECT, (probe,),
           jl("Failed to update lease", "Failed to ensure lease exists"),
           "lease renewals fail: heartbeats are not reaching the API server",
-          jq("Failed to ensure lease exists", "Failed to update lease")),
+          jq("Failed to ensure lease exists", "Failed to update lease"), leaf="lease"),
+        R(f"{tag}.api-calls", "journal", "apiserver_unreachable", SUSPECT, (probe,),
+          jl("node status update failed"),
+          "node status and lease calls to the API server time out or are refused",
+          jq("node status update failed"), leaf="partition"),
+        R(f"{tag}.api-calls-repeated", "journal", "apiserver_unreachable", CONFIRM, (probe,),
+          lambda o: len(journal_lines(o, "node status update failed")) >= 2
+          or _count(o, "node status update failed") >= 2,
+          "node status and lease calls to the API server time out or are refused again and "
+          "again: the node cannot reach the API server",
+          jq("node status update failed"), leaf="partition"),
     ]
 
 
 RULES: tuple[Rule, ...] = (
     # 1. the Ready condition and who set it
     R("ready.unknown-by-controller", "ready", "apiserver_unreachable", SUSPECT, ("api.node",),
-      lambda o: _d(o, "ready") == "Unknown",
-      "Ready=Unknown: the node controller stopped hearing from the kubelet (partition, "
-      "certificate, or a dead kubelet)"),
+      _unknown_by_controller,
+      "Ready=Unknown set by the node controller (\"Kubelet stopped posting node status.\"): "
+      "the kubelet's heartbeats stopped arriving: a partition, a refused certificate, or a "
+      "kubelet that is down", _polarity_quote),
+    R("ready.unknown-cert", "ready", "cert_expired", SUSPECT, ("api.node",),
+      _unknown_by_controller,
+      "Ready=Unknown: a kubelet whose client certificate is refused stops posting status",
+      _polarity_quote),
+    R("ready.unknown-kubelet-down", "ready", "kubelet_config", SUSPECT,
+      ("api.node", "node.kubelet.process"),
+      lambda n, p: _unknown_by_controller(n) and _d(p, "running") is False,
+      "Ready=Unknown and no kubelet process on the node: the kubelet is down, so nobody posts "
+      "status", lambda n, p: f"{_polarity_quote(n)}; {p.probe}: {p.summary}"),
+    R("ready.unknown-kubelet-up-api-down", "ready", "apiserver_unreachable", CONFIRM,
+      ("api.node", "node.kubelet.process", "node.apiserver"),
+      lambda n, p, a: _unknown_by_controller(n) and _d(p, "running") is True
+      and (a.status is Status.HUNG or (a.status is Status.BAD and str(
+          _d(a, "http_code")) in ("None", "0", "000"))),
+      "Ready=Unknown while the kubelet runs and the API server does not answer from the node: "
+      "its heartbeats are lost on the way (partition)",
+      lambda n, p, a: f"{_polarity_quote(n)}; {a.probe}: {a.summary}", leaf="partition"),
     R("ready.false-by-kubelet", "ready", "apiserver_unreachable", RULE_OUT, ("api.node",),
-      lambda o: _d(o, "ready") == "False" and _d(o, "set_by") == "kubelet"
-      and (_d(o, "heartbeat_age") is None or _d(o, "heartbeat_age") < 40),
+      _false_by_kubelet,
       "the kubelet itself posted Ready=False: it reaches and authenticates to the API server"),
     R("ready.false-by-kubelet-cert", "ready", "cert_expired", RULE_OUT, ("api.node",),
-      lambda o: _d(o, "ready") == "False" and _d(o, "set_by") == "kubelet"
-      and (_d(o, "heartbeat_age") is None or _d(o, "heartbeat_age") < 40),
+      _false_by_kubelet,
       "the kubelet's status updates are accepted: its client certificate works"),
+    R("ready.unknown-api-calls-fail", "ready", "apiserver_unreachable", CONFIRM,
+      ("api.node", J_KUBELET),
+      lambda n, j: _unknown_by_controller(n)
+      and bool(journal_lines(j, "node status update failed")),
+      "Ready=Unknown set by the node controller while the kubelet, still running, logs its "
+      "status and lease calls timing out or refused: its heartbeats cannot reach the API server",
+      lambda n, j: f"{_polarity_quote(n)}; " + journal_quote("node status update failed")(j),
+      leaf="partition"),
+    R("ready.runtime-down-by-kubelet", "ready", "runtime_down", CONFIRM, ("api.node",),
+      lambda o: _false_by_kubelet(o) and re.search(
+          r"container runtime is down|container runtime not ready|RuntimeReady=false",
+          _ready_msg(o), re.I) is not None,
+      "the kubelet itself, posting fresh status, reports that its container runtime is down",
+      _polarity_quote),
+    R("ready.network-by-kubelet", "ready", "cni_network", CONFIRM, ("api.node",),
+      lambda o: _false_by_kubelet(o) and re.search(
+          r"NetworkPluginNotReady|cni plugin not initiali[sz]ed|cni config uninitiali[sz]ed",
+          _ready_msg(o), re.I) is not None,
+      "the kubelet itself, posting fresh status, reports that its network plugin is not ready",
+      _polarity_quote),
+    R("ready.pleg-by-kubelet", "ready", "pleg_runtime_slow", CONFIRM, ("api.node",),
+      lambda o: _false_by_kubelet(o) and re.search(r"pleg was last seen active", _ready_msg(o),
+                                                   re.I) is not None,
+      "the kubelet itself reports PLEG has not relisted for longer than its threshold",
+      _polarity_quote, leaf="relist_slow"),
     R("ready.pleg-message", "ready", "pleg_runtime_slow", SUSPECT, ("api.node",),
       lambda o: re.search(r"PLEG is not healthy", _ready_msg(o), re.I) is not None,
       "the Ready message names PLEG"),
@@ -266,10 +464,11 @@ RULES: tuple[Rule, ...] = (
     R("ready.network-unavailable", "ready", "cni_network", SUSPECT, ("api.node",),
       lambda o: _cond(o, "NetworkUnavailable") == "True", "NetworkUnavailable=True"),
     R("ready.disk-pressure", "ready", "disk_pressure", CONFIRM, ("api.node",),
-      lambda o: _cond(o, "DiskPressure") == "True", "DiskPressure=True"),
+      lambda o: _cond(o, "DiskPressure") == "True", "DiskPressure=True",
+      _condition_quote("DiskPressure")),
     R("ready.memory-pressure", "ready", "memory_pid_pressure", CONFIRM, ("api.node",),
       lambda o: _cond(o, "MemoryPressure") == "True" or _cond(o, "PIDPressure") == "True",
-      "MemoryPressure or PIDPressure=True"),
+      "MemoryPressure or PIDPressure=True", _condition_quote("MemoryPressure", "PIDPressure")),
     # 2. the kubelet process
     R("kubelet.not-running", "kubelet", "kubelet_config", SUSPECT, ("node.kubelet.process",),
       lambda o: _d(o, "running") is False,
@@ -280,7 +479,8 @@ RULES: tuple[Rule, ...] = (
       lambda o: (_d(o, "rss_mb") or 0) > (_d(o, "rss_limit_mb") or 500),
       "kubelet RSS above 500 MB"),
     R("kubelet.oom-killed", "kubelet", "memory_pid_pressure", CONFIRM, ("node.dmesg.oom",),
-      lambda o: (_d(o, "kubelet_kills") or 0) > 0, "the kernel OOM-killed the kubelet"),
+      lambda o: (_d(o, "kubelet_kills") or 0) > 0, "the kernel OOM-killed the kubelet",
+      leaf="kubelet_oom"),
     R("kubelet.oom-kills", "kubelet", "memory_pid_pressure", SUSPECT, ("node.dmesg.oom",),
       lambda o: (_d(o, "kills") or 0) > 0, "OOM kills on the node"),
     # 3. healthz
@@ -297,12 +497,19 @@ RULES: tuple[Rule, ...] = (
     R("runtime.crictl-ps", "runtime", "runtime_down", CONFIRM, ("node.crictl.ps",),
       _crictl_down, "crictl ps hangs or cannot reach the socket: the runtime is hung or gone",
       statuses=(Status.HUNG, Status.BAD, Status.ERROR)),
+    R("runtime.crictl-hung", "runtime", "runtime_down", CONFIRM, ("node.crictl.ps",),
+      lambda o: o.status is Status.HUNG, "crictl ps did not return in 10 s: the runtime is hung",
+      statuses=(Status.HUNG,), leaf="hung"),
+    R("runtime.crictl-no-socket", "runtime", "runtime_down", CONFIRM, ("node.crictl.ps",),
+      lambda o: _mentions(o, r"no such file or directory"),
+      "crictl ps: the runtime socket file is not there",
+      statuses=(Status.BAD, Status.ERROR), leaf="socket_missing"),
     R("runtime.crictl-pods", "runtime", "runtime_down", CONFIRM, ("node.crictl.pods",),
       _crictl_down, "crictl pods hangs or cannot reach the socket",
       statuses=(Status.HUNG, Status.BAD, Status.ERROR)),
     R("runtime.unit-down", "runtime", "runtime_down", CONFIRM, ("node.systemd.containerd",),
       lambda o: _d(o, "active_state") not in (None, "active"),
-      "containerd is not active"),
+      "containerd is not active", leaf="dead"),
     R("runtime.not-ready", "runtime", "runtime_down", CONFIRM, ("node.crictl.info",),
       lambda o: (_d(o, "conditions", "RuntimeReady", "status") is False),
       "crictl info: RuntimeReady=false"),
@@ -318,10 +525,11 @@ RULES: tuple[Rule, ...] = (
       lambda o: (_fig(o, "pleg_relist_p99") or 0) > 10 or (_fig(o, "pleg_last_relist_age") or 0)
       > 180, "PLEG relist p99 above 10 s, or no relist for 3 min",
       lambda o: f"kubelet.metrics: " + "; ".join(
-          b for b in _d(o, "signals", "breaches", default=[]) if "PLEG" in b)),
+          b for b in _d(o, "signals", "breaches", default=[]) if "PLEG" in b),
+      leaf="relist_slow"),
     R("pleg.runtime-ops-slow", "pleg", "pleg_runtime_slow", SUSPECT, ("kubelet.metrics",),
       lambda o: any("runtime list_" in b for b in _d(o, "signals", "breaches", default=[])),
-      "runtime list operations p99 above 5 s"),
+      "runtime list operations p99 above 5 s", leaf="runtime_ops_slow"),
     R("pleg.relist-fast", "pleg", "pleg_runtime_slow", RULE_OUT, ("kubelet.metrics",),
       lambda o: _fig(o, "pleg_relist_p99") is not None and _fig(o, "pleg_relist_p99") <= 10
       and (_fig(o, "pleg_last_relist_age") or 0) <= 180,
@@ -330,43 +538,70 @@ RULES: tuple[Rule, ...] = (
       lambda o: o.status is Status.BAD, "goroutines above 500"),
     # 7. certificates
     R("cert.expired", "cert", "cert_expired", CONFIRM, ("node.cert.client",),
-      lambda o: _d(o, "state") == "expired", "the kubelet client certificate has expired"),
+      lambda o: _d(o, "state") == "expired", "the kubelet client certificate has expired",
+      leaf="client_expired"),
     R("cert.not-yet-valid", "cert", "clock_skew", SUSPECT, ("node.cert.client",),
       lambda o: _d(o, "state") == "not_yet_valid",
-      "the client certificate is not yet valid on the node's clock: the clock is behind"),
+      "the client certificate is not yet valid on the node's clock: the clock is behind",
+      leaf="offset"),
     R("cert.valid", "cert", "cert_expired", RULE_OUT, ("node.cert.client",),
       lambda o: _d(o, "state") in ("valid", "expiring"), "the client certificate is valid"),
     R("cert.metrics-ttl", "cert", "cert_expired", CONFIRM, ("kubelet.metrics",),
       lambda o: _fig(o, "cert_ttl") is not None and _fig(o, "cert_ttl") <= 0,
-      "kubelet_certificate_manager_client_ttl_seconds is negative"),
+      "kubelet_certificate_manager_client_ttl_seconds is negative", leaf="client_expired"),
+    R("cert.pending-csr", "cert", "cert_expired", SUSPECT, ("api.csr", "api.node"),
+      lambda c, n: bool(_d(c, "pending")) and _d(n, "ready") != "True",
+      "the node's certificate signing request waits unapproved while the node is not Ready: "
+      "its certificate rotation is stuck", leaf="pending_csr"),
     R("cert.renew-errors", "cert", "cert_expired", SUSPECT, ("kubelet.metrics",),
       lambda o: (_fig(o, "cert_renew_errors") or 0) > 0, "client certificate renewal errors"),
     # 8. API server reachability
     R("api.unreachable", "api", "apiserver_unreachable", CONFIRM, ("node.apiserver",),
       lambda o: o.status is Status.HUNG or (o.status is Status.BAD and str(
           _d(o, "http_code")) in ("None", "0", "000")),
-      "the API server does not answer from the node"),
+      "the API server does not answer from the node", leaf="partition"),
     R("api.5xx", "api", "apiserver_unreachable", SUSPECT, ("node.apiserver",),
       lambda o: str(_d(o, "http_code") or "").startswith("5"),
-      "the API server answers 5xx (LB or etcd)"),
+      "the API server answers 5xx (LB or etcd)", leaf="server_error"),
     R("api.401", "api", "cert_expired", SUSPECT, ("node.apiserver",),
       lambda o: str(_d(o, "http_code")) == "401" and o.status is Status.BAD,
-      "reachable but 401: certificate-based"),
+      "reachable but 401: certificate-based", leaf="unauthorized"),
     R("api.reachable", "api", "apiserver_unreachable", RULE_OUT, ("node.apiserver",),
       lambda o: o.status is Status.OK, "the API server answers from the node"),
     R("api.lease-stale", "api", "apiserver_unreachable", SUSPECT, ("api.lease",),
-      lambda o: o.status is Status.BAD, "the node lease is not renewed"),
+      lambda o: o.status is Status.BAD, "the node lease is not renewed", leaf="lease"),
     # 9. pressure
     R("pressure.space", "pressure", "disk_pressure", CONFIRM, ("node.df.space",),
-      lambda o: o.status is Status.BAD, "disk space above the eviction threshold (df -h)"),
+      lambda o: o.status is Status.BAD, "disk space above the eviction threshold (df -h)",
+      leaf="space"),
     R("pressure.inodes", "pressure", "disk_pressure", CONFIRM, ("node.df.inodes",),
-      lambda o: o.status is Status.BAD, "inodes above the eviction threshold (df -i)"),
+      lambda o: o.status is Status.BAD, "inodes above the eviction threshold (df -i)",
+      leaf="inodes"),
     R("pressure.disk-fine", "pressure", "disk_pressure", RULE_OUT,
       ("node.df.space", "node.df.inodes"),
       lambda sp, ino: sp.status is Status.OK and ino.status is Status.OK,
       "both df -h and df -i are below the threshold"),
     R("pressure.pods", "pressure", "memory_pid_pressure", CONFIRM, ("node.pods",),
-      lambda o: o.status is Status.BAD, "pods at maxPods, or above the default 110"),
+      lambda o: o.status is Status.BAD, "pods at maxPods, or above the default 110",
+      leaf="too_many_pods"),
+    R("events.system-oom", "pressure", "memory_pid_pressure", CONFIRM, ("api.events",),
+      _event_says(("SystemOOM",)),
+      "the kubelet recorded a system OOM: the kernel's OOM killer ran out of node memory",
+      _event_quote(("SystemOOM",)), leaf="memory"),
+    R("events.memory-pressure", "pressure", "memory_pid_pressure", CONFIRM, ("api.events",),
+      _event_says(("EvictionThresholdMet", "NodeHasInsufficientMemory",
+                   "NodeHasInsufficientPID"), _MEMORY_WORDS),
+      "the kubelet's eviction threshold for memory or PIDs was met",
+      _event_quote(("EvictionThresholdMet", "NodeHasInsufficientMemory",
+                    "NodeHasInsufficientPID"), _MEMORY_WORDS), leaf="memory"),
+    R("events.disk-pressure", "pressure", "disk_pressure", CONFIRM, ("api.events",),
+      _event_says(("EvictionThresholdMet", "NodeHasDiskPressure"), _DISK_WORDS),
+      "the kubelet's eviction threshold for disk was met",
+      _event_quote(("EvictionThresholdMet", "NodeHasDiskPressure"), _DISK_WORDS)),
+    R("events.image-gc", "pressure", "disk_pressure", SUSPECT, ("api.events",),
+      _event_says(("FreeDiskSpaceFailed", "ImageGCFailed")),
+      "image garbage collection failed to free disk space",
+      _event_quote(("FreeDiskSpaceFailed", "ImageGCFailed")), leaf="image_gc"),
     R("pressure.memory-fine", "pressure", "memory_pid_pressure", RULE_OUT,
       ("node.pods", "node.dmesg.oom", "node.kubelet.process", "api.node"),
       lambda p, oom, proc, n: p.status is Status.OK and oom.status is Status.OK
@@ -376,22 +611,30 @@ RULES: tuple[Rule, ...] = (
     # 10. CNI
     R("cni.files", "cni", "cni_network", CONFIRM, ("node.cni",),
       lambda o: o.status is Status.BAD, "CNI binary or config missing"),
+    R("cni.binary", "cni", "cni_network", CONFIRM, ("node.cni",),
+      lambda o: o.status is Status.BAD and (bool(_d(o, "missing"))
+                                            or not _d(o, "binaries", default=["?"])),
+      "a CNI plugin binary the config names is missing", leaf="binary_missing"),
+    R("cni.config", "cni", "cni_network", CONFIRM, ("node.cni",),
+      lambda o: o.status is Status.BAD and not _d(o, "configs", default=["?"]),
+      "no CNI network config in /etc/cni/net.d", leaf="config_missing"),
     R("cni.vxlan", "cni", "cni_network", CONFIRM, ("node.kmod",),
       lambda o: o.status is Status.BAD and bool(_d(o, "missing")),
-      "a kernel module the overlay needs is not loaded"),
+      "a kernel module the overlay needs is not loaded", leaf="kernel_module"),
     R("cni.fine", "cni", "cni_network", RULE_OUT, ("node.cni", "node.kmod", "api.node"),
       lambda c, k, n: c.status is Status.OK and k.status is Status.OK
       and _cond(n, "NetworkUnavailable") != "True",
       "CNI binaries, config and kernel modules present; NetworkUnavailable is not True"),
     # 11. config
     R("config.swap", "config", "kubelet_config", CONFIRM, ("node.swap",),
-      lambda o: o.status is Status.BAD, "swap is on and failSwapOn is true"),
+      lambda o: o.status is Status.BAD, "swap is on and failSwapOn is true", leaf="swap"),
     # 12. clock
     R("clock.skew", "clock", "clock_skew", CONFIRM, ("node.ntp",),
       lambda o: abs(_d(o, "offset_seconds") or 0) > (_d(o, "max_offset") or 5),
-      "the node clock is off by more than 5 s"),
+      "the node clock is off by more than 5 s", leaf="offset"),
     R("clock.unsynced", "clock", "clock_skew", SUSPECT, ("node.ntp",),
-      lambda o: _d(o, "ntp_synchronized") is False, "NTP is not synchronised"),
+      lambda o: _d(o, "ntp_synchronized") is False, "NTP is not synchronised",
+      leaf="ntp_unsynced"),
     R("clock.fine", "clock", "clock_skew", RULE_OUT, ("node.ntp",),
       lambda o: o.status is Status.OK, "NTP synchronised and the clock within 5 s"),
 )
@@ -556,4 +799,70 @@ LEAVES: dict[str, Leaf] = {
         (),
         ("sync-clock",),
         ("NTP unsynchronised", "time jump")),
+}
+
+# The finer causes under each domain, most specific first: the verdict's leaf is the first one a
+# rule that held on the concluded domain points at.
+LEAF_CAUSES: dict[str, tuple[tuple[str, str], ...]] = {
+    "pleg_runtime_slow": (
+        ("relist_slow", "PLEG relist slower than its threshold (the runtime answers, slowly)"),
+        ("runtime_ops_slow", "runtime list operations slow (p99 above 5 s)"),
+    ),
+    "runtime_down": (
+        ("dead", "the runtime is not running (crashed, stopped, or failed to start)"),
+        ("hung", "the runtime runs but does not answer (deadlocked or starved): calls hang"),
+        ("socket_missing", "the runtime socket file is missing"),
+    ),
+    "cert_expired": (
+        ("pending_csr", "the certificate rotation's CSR waits unapproved"),
+        ("client_expired", "the kubelet client certificate has expired"),
+        ("serving", "the kubelet serving certificate is missing (its CSR is not approved)"),
+        ("unauthorized", "the API server answers 401 Unauthorized to the kubelet"),
+    ),
+    "cni_network": (
+        ("kernel_module", "a kernel module the overlay needs (vxlan) is not loaded"),
+        ("binary_missing", "a CNI plugin binary is missing from /opt/cni/bin"),
+        ("config_missing", "no CNI network config in /etc/cni/net.d"),
+    ),
+    "disk_pressure": (
+        ("inodes", "inodes exhausted (df -i), whatever df -h says"),
+        ("space", "disk space above the eviction threshold (df -h)"),
+        ("image_gc", "image garbage collection cannot free enough space"),
+    ),
+    "memory_pid_pressure": (
+        ("kubelet_oom", "the kernel OOM-kills the kubelet"),
+        ("pid", "PIDs exhausted: fork/clone fails"),
+        ("too_many_pods", "more pods than maxPods (110 by default)"),
+        ("memory", "memory pressure and OOM kills"),
+    ),
+    "apiserver_unreachable": (
+        ("partition", "the API server does not answer from the node (network partition, LB)"),
+        ("server_error", "the API server answers 5xx (LB or etcd)"),
+        ("lease", "node lease renewals fail"),
+    ),
+    "kubelet_config": (
+        ("cgroup_driver", "kubelet and runtime cgroup drivers differ"),
+        ("swap", "swap is on and the kubelet refuses to run with it"),
+        ("bad_config", "the kubelet cannot load its config, flags or files"),
+    ),
+    "clock_skew": (
+        ("offset", "the node clock is off (certificates not yet valid, stale leases)"),
+        ("ntp_unsynced", "NTP is not synchronised"),
+    ),
+}
+
+# The action that fixes each finer cause, first; the domain's other actions follow it.
+LEAF_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cert_expired", "pending_csr"): ("approve-csr",),
+    ("cni_network", "kernel_module"): ("modprobe-vxlan",),
+    ("cni_network", "binary_missing"): ("reapply-cni",),
+    ("cni_network", "config_missing"): ("reapply-cni",),
+    ("disk_pressure", "inodes"): ("prune-images",),
+    ("disk_pressure", "space"): ("vacuum-journal", "prune-images"),
+    ("disk_pressure", "image_gc"): ("prune-images",),
+    ("memory_pid_pressure", "kubelet_oom"): ("delete-pod",),
+    ("memory_pid_pressure", "pid"): ("delete-pod",),
+    ("memory_pid_pressure", "too_many_pods"): ("drain", "raise-max-pods"),
+    ("kubelet_config", "cgroup_driver"): ("fix-cgroup-driver",),
+    ("kubelet_config", "swap"): ("disable-swap",),
 }

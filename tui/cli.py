@@ -185,10 +185,12 @@ async def _diagnose(args: argparse.Namespace):
     from probes.node_probes import NodeProbes
     from triage.tree import Diagnosis
 
-    diagnosis = Diagnosis(args.node)
+    # The node list feeds the blast radius; the run stops once nothing still out could change
+    # the verdict (the rest are listed as next probes).
+    diagnosis = Diagnosis(args.node, wait_for=("api.nodes",))
     async with node_session(args, args.node) as s:
-        await NodeProbes(s.kube, s.ssh, s.kubelet, s.node, internal_ip=s.internal_ip).run(
-            on_observation=diagnosis.add)
+        await NodeProbes(s.kube, s.ssh, s.kubelet, s.node, internal_ip=s.internal_ip,
+                         fleet=True).run(on_observation=diagnosis.add, until=diagnosis.settled)
     return diagnosis.verdict()
 
 
