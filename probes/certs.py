@@ -314,7 +314,7 @@ def _openssl_time(text: str) -> float | None:
         return when.replace(tzinfo=dt.timezone.utc).timestamp()
     try:  # openssl 3 with -dateopt iso_8601
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a date, or one the platform cannot place
         return None
 
 

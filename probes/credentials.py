@@ -39,12 +39,15 @@ class Credentials:
         self.key_file = self._file(user, "client-key", where_ctx)
         token = user.get("token")
         if not token and user.get("tokenFile"):
+            if not isinstance(user["tokenFile"], str):
+                raise KubeError(f"{where_ctx}: tokenFile must be a path, not "
+                                f"{type(user['tokenFile']).__name__}")
             try:
                 with open(user["tokenFile"], encoding="utf-8") as handle:
                     token = handle.read().strip()
-            except OSError as err:
-                raise KubeError(f"{where_ctx}: tokenFile {user['tokenFile']} cannot be read: "
-                                f"{err.strerror or err}") from None
+            except (OSError, ValueError) as err:  # ValueError: not UTF-8, a NUL in the path
+                raise KubeError(f"{where_ctx}: tokenFile {user['tokenFile']!r} cannot be read: "
+                                f"{getattr(err, 'strerror', None) or err}") from None
         if token:
             self.api_key["BearerToken"] = "Bearer " + str(token).strip()
 
@@ -53,6 +56,9 @@ class Credentials:
         private temporary file."""
         data = holder.get(f"{key}-data")
         if data:
+            if not isinstance(data, (str, bytes)):
+                raise KubeError(f"{where}: {key}-data must be base64 text, not "
+                                f"{type(data).__name__}")
             try:
                 pem = base64.b64decode(data, validate=False)
             except (ValueError, TypeError):
@@ -64,6 +70,8 @@ class Credentials:
             return path
         path = holder.get(key)
         if path:
+            if not isinstance(path, str):
+                raise KubeError(f"{where}: {key} must be a path, not {type(path).__name__}")
             if not os.path.exists(path):
                 raise KubeError(f"{where}: {key} {path} does not exist")
             return str(path)

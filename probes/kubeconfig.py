@@ -94,6 +94,8 @@ class Kubeconfig:
                     doc = yaml.safe_load(handle)
             except yaml.YAMLError as err:
                 raise KubeError(f"kubeconfig {path} is malformed: {_yaml_problem(err)}") from None
+            except RecursionError:
+                raise KubeError(f"kubeconfig {path} is malformed: it nests too deeply") from None
             except (OSError, UnicodeDecodeError) as err:
                 raise KubeError(f"kubeconfig {path} cannot be read: {err}") from None
             self.files.append(path)
@@ -172,7 +174,15 @@ class Kubeconfig:
                             f"client certificate and key, exec plugin, auth-provider or username "
                             f"and password) in {self.where}; add them, or pick another context")
         if "exec" in user_value:
-            spec = dict(user_value["exec"] or {})
+            spec = user_value["exec"] or {}
+            if not isinstance(spec, dict):
+                raise KubeError(f"user {user_name!r} in {user.source if user else self.where} is "
+                                f"malformed: exec must be a mapping (command, args, apiVersion)")
+            for key, kind in (("args", list), ("env", list)):
+                if spec.get(key) is not None and not isinstance(spec[key], kind):
+                    raise KubeError(f"user {user_name!r} in {user.source if user else self.where}"
+                                    f" is malformed: exec {key} must be a list")
+            spec = dict(spec)
             command = str(spec.get("command") or "")
             if os.sep in command and not os.path.isabs(command):
                 spec["command"] = os.path.join(os.path.dirname(os.path.abspath(user.source)),

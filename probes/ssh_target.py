@@ -14,18 +14,22 @@ import fnmatch
 import getpass
 import glob
 import os
+import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 from asyncssh.config import ConfigParseError, SSHClientConfig
+from asyncssh.pattern import WildcardPatternList
 
 from probes.ssh_errors import HostKeyChanged, HostKeyUnknown, SshError
 
 DEFAULT_PORT = 22
 MAX_JUMPS = 8
+MAX_LOADED = 100_000  # hosts whose config reading is remembered
 KEY_TYPES = {  # OpenSSH's names for key types, as `ssh-keygen -l` prints them
     "ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA",
     "ecdsa-sha2-nistp256": "ECDSA", "ecdsa-sha2-nistp384": "ECDSA",
@@ -92,6 +96,12 @@ class SshConfig:
     known_hosts: tuple[str, ...] | None = None  # overrides UserKnownHostsFile when set
     connect_timeout: float = 10.0  # when the config gives no ConnectTimeout
     _patterns: list[tuple[list[str], list[str]]] | None = field(default=None, repr=False)
+    _loaded: dict[tuple, tuple[Any, SSHClientConfig]] = field(default_factory=dict, repr=False)
+    _blocks: tuple[Any, "_BlockIndex | None"] | None = field(default=None, repr=False)
+    _reductions: dict[str, str] = field(default_factory=dict, repr=False)
+    _copies: dict[str, tuple[Any, Path]] = field(default_factory=dict, repr=False)
+    _copy_dir: Any = field(default=None, repr=False)  # TemporaryDirectory, removed with us
+    _copy_count: int = field(default=0, repr=False)
 
     @property
     def paths(self) -> list[Path]:
@@ -99,12 +109,87 @@ class SshConfig:
 
     def load(self, alias: str, port: int | None = None, user: str | None = None
              ) -> SSHClientConfig:
-        try:
-            return SSHClientConfig.load(None, self.paths, False, False, False, local_user(),
+        """asyncssh's reading of the config for `alias`, remembered until the file changes.
+
+        A fleet's config names every node in its own `Host` block, so asyncssh's parser is fed
+        only the lines that can apply to `alias` (the lines before the first block, the `Host`
+        blocks whose patterns match it, every `Match` block): what it answers is unchanged, and
+        a 200-node config is not re-read line by line for every node."""
+        paths = self.paths
+        stamp = _stamp(str(paths[0])) if paths else None
+        key = (alias, port, user)
+        hit = self._loaded.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        cfg = self._load(alias, port, user, paths)
+        if len(self._loaded) > MAX_LOADED:
+            self._loaded.clear()
+        self._loaded[key] = (stamp, cfg)
+        return cfg
+
+    def paths_for(self, alias: str) -> list[Path]:
+        """Config files to hand asyncssh when connecting to `alias`: a copy of the config with
+        only the lines that can apply to it (see `load`) when that is much smaller, else the
+        config itself. asyncssh reads its config on every connection; a fleet's config holds
+        a block per node."""
+        paths = self.paths
+        if not paths:
+            return []
+        text = self._reduced(alias, paths[0])
+        if text is None:
+            return paths
+        stamp = self._blocks[0] if self._blocks is not None else None
+        hit = self._copies.get(alias)
+        if hit is not None and hit[0] == stamp and hit[1].is_file():
+            return [hit[1]]
+        if self._copy_dir is None:
+            self._copy_dir = tempfile.TemporaryDirectory(prefix="nodewb-ssh-config-")
+        if len(self._copies) > MAX_LOADED:
+            self._copies.clear()
+        self._copy_count += 1  # a new name each time: asyncssh may be reading an older copy
+        copy = Path(self._copy_dir.name) / f"{self._copy_count}.conf"
+        copy.write_text(text)
+        self._copies[alias] = (stamp, copy)
+        return [copy]
+
+    def _load(self, alias: str, port: int | None, user: str | None,
+              paths: list[Path]) -> SSHClientConfig:
+        def parse(where: list[Path]) -> SSHClientConfig:
+            return SSHClientConfig.load(None, where, False, False, False, local_user(),
                                         user or self.user or (), alias,
                                         port if port is not None else ())
+
+        try:
+            text = self._reduced(alias, paths[0]) if paths else None
+            if text is not None:
+                with tempfile.NamedTemporaryFile("w", prefix="nodewb-ssh-config-",
+                                                 suffix=".conf") as f:
+                    f.write(text)
+                    f.flush()
+                    try:
+                        return parse([Path(f.name)])
+                    except (ConfigParseError, ValueError):
+                        pass  # the whole file again, so the message names its lines
+            return parse(paths)
         except (ConfigParseError, OSError, ValueError) as exc:
             raise SshError(f"cannot read the ssh config {self.path}: {exc}") from None
+
+    def _reduced(self, alias: str, path: Path) -> str | None:
+        """The lines of `path` that can apply to `alias`; None when they are all of it or the
+        file cannot be split into blocks (asyncssh then reads it whole)."""
+        stamp = _stamp(str(path))
+        if self._blocks is None or self._blocks[0] != stamp:
+            self._blocks = (stamp, _BlockIndex.of(_config_blocks(path)))
+            self._reductions = {}
+        index = self._blocks[1]
+        if index is None or len(index.texts) < 3:
+            return None
+        text = self._reductions.get(alias)
+        if text is None:
+            if len(self._reductions) > MAX_LOADED:
+                self._reductions.clear()
+            text = self._reductions[alias] = index.reduced(alias)
+        return text
 
     # -- which names the config knows ---------------------------------------------------------
     def _scan(self) -> list[tuple[list[str], list[str]]]:
@@ -224,6 +309,96 @@ def _port(text: str, spec: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise SshError(f"cannot read the port in {spec!r}: expected [user@]host[:port]")
     return int(text)
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z]+)\s*(?:=|\s|$)")
+
+
+def _config_blocks(path: Path) -> list[tuple[Any, str]] | None:
+    """`path` cut where `Host` and `Match` lines start: ((matcher, patterns) of a Host block, or
+    None for the lines before the first block and for Match blocks, which are always kept; the
+    text).
+    None when a Host line cannot be read (asyncssh then reports it)."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return None
+    blocks: list[tuple[Any, str]] = []
+    patterns: Any = None
+    current: list[str] = []
+    for line in lines:
+        m = _KEYWORD.match(line)
+        keyword = m.group(1).lower() if m else ""
+        if ("'" in line or '"' in line or "\\" in line) and not line.lstrip().startswith("#"):
+            try:  # asyncssh splits every line, in blocks that do not apply too: so must we
+                shlex.split(line.strip())
+            except ValueError:
+                return None
+        if keyword in ("host", "match") and not line.lstrip().startswith("#"):
+            blocks.append((patterns, "".join(current)))
+            current = []
+            patterns = None
+            if keyword == "host":
+                try:
+                    words = shlex.split(line.strip())
+                except ValueError:
+                    return None
+                args = _host_args(words)
+                if not args:
+                    return None
+                joined = ",".join(args)
+                patterns = (WildcardPatternList(joined), joined.split(","))
+        current.append(line if line.endswith("\n") else line + "\n")
+    blocks.append((patterns, "".join(current)))
+    return blocks
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockIndex:
+    """A config's blocks, with the Host blocks that name hosts literally (no wildcard, no
+    negation: a fleet's per-node blocks) found by name instead of by trying each pattern."""
+
+    texts: list[str]
+    literal: dict[str, list[int]]  # host name -> the blocks naming it
+    checked: list[tuple[int, Any]]  # (block, WildcardPatternList or None for always kept)
+
+    @classmethod
+    def of(cls, blocks: list[tuple[Any, str]] | None) -> "_BlockIndex | None":
+        if blocks is None:
+            return None
+        literal: dict[str, list[int]] = {}
+        checked: list[tuple[int, Any]] = []
+        for i, (patterns, _) in enumerate(blocks):
+            names = patterns[1] if patterns is not None else None
+            if names is not None and not any(c in n for n in names for c in "*?!"):
+                for n in dict.fromkeys(names):
+                    literal.setdefault(n, []).append(i)
+            else:
+                checked.append((i, patterns[0] if patterns is not None else None))
+        return cls([text for _, text in blocks], literal, checked)
+
+    def reduced(self, alias: str) -> str:
+        keep = {i for i, matcher in self.checked if matcher is None or matcher.matches(alias)}
+        keep.update(self.literal.get(alias, ()))
+        return "".join(self.texts[i] for i in sorted(keep))
+
+
+def _host_args(words: list[str]) -> list[str]:
+    """The patterns of a `Host` line as asyncssh splits it (`Host=a b`, `Host = a`)."""
+    args: list[str] = []
+    for i, word in enumerate(words):
+        if word.startswith("="):
+            if len(word) > 1:
+                args.append(word[1:])
+        elif word.endswith("="):
+            args.append(word[:-1])
+        elif "=" in word:
+            args.extend(word.split("=", 1))
+        else:
+            args.append(word)
+        if i == 0:
+            args.pop(0)
+    return args
 
 
 def _match(pattern: str, name: str) -> bool:
