@@ -54,6 +54,13 @@ DEFAULT_MAX_PODS = 110
 RAW_LIMIT = 64_000
 SECTION = "##nodewb## "  # separates the parts of a compound command's output
 
+
+def _then(head: str, tail: str) -> str:
+    """A line holding `head` and later `tail`, matched in time linear in the line: the atomic
+    group commits to the first `head`, so a line of many heads and no tail is not retried from
+    each of them."""
+    return rf"(?m)^(?>[^\n]*?(?:{head}))[^\n]*(?:{tail})"
+
 # The error strings the runbooks name, as (label, regex). Matched case-insensitively.
 JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
     ("PLEG is not healthy", r"PLEG is not healthy"),
@@ -81,16 +88,16 @@ JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
     ("oom", r"\boom(?!_score)|out of memory"),
     # the finer leaves: which way the runtime fails, the CNI config, certificates, config, API
     ("runtime call deadline exceeded",
-     r"(ListPodSandbox|ListContainers|PodSandboxStatus|ContainerStatus|GenericPLEG: Unable to "
-     r"retrieve pods|(Status|Version) from runtime service failed)[^\n]*(DeadlineExceeded|"
-     r"context deadline exceeded)"),
+     _then(r"ListPodSandbox|ListContainers|PodSandboxStatus|ContainerStatus|GenericPLEG: "
+           r"Unable to retrieve pods|(Status|Version) from runtime service failed",
+           r"DeadlineExceeded|context deadline exceeded")),
     # only the kubelet's CRI calls (gRPC), not cAdvisor probing for runtimes the node lacks
     ("runtime socket missing",
-     r"(Error while dialing|rpc error)[^\n]*dial unix [^ ]*(containerd|crio|cri-dockerd|docker|"
-     r"dockershim)\.sock: connect: no such file or directory"),
+     _then(r"Error while dialing|rpc error", r"dial unix [^ ]*(containerd|crio|cri-dockerd|"
+           r"docker|dockershim)\.sock: connect: no such file or directory")),
     ("runtime socket refused",
-     r"(Error while dialing|rpc error)[^\n]*dial unix [^ ]*(containerd|crio|cri-dockerd|docker|"
-     r"dockershim)\.sock: connect: connection refused"),
+     _then(r"Error while dialing|rpc error", r"dial unix [^ ]*(containerd|crio|cri-dockerd|"
+           r"docker|dockershim)\.sock: connect: connection refused")),
     ("Container runtime sanity check failed", r"Container runtime sanity check failed"),
     ("Cannot connect to the Docker daemon", r"Cannot connect to the Docker daemon"),
     ("cni config uninitialized",
@@ -108,13 +115,15 @@ JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
      r"unknown flag: --|failed to parse kubelet flag|unable to load bootstrap kubeconfig|"
      r"failed to construct kubelet dependencies"),
     ("kubelet API calls unauthorized",
-     r"(Error updating node status|Unable to register node|ensure (node )?lease exists|update "
-     r"(node )?lease|Failed to (list|watch) \*v1\.\w+|error getting node)[^\n]*Unauthorized"),
+     _then(r"Error updating node status|Unable to register node|ensure (node )?lease exists|"
+           r"update (node )?lease|Failed to (list|watch) \*v1\.\w+|error getting node",
+           r"Unauthorized")),
     ("node status update failed",
-     r"(Error updating node status|Unable to register node|Failed to ensure lease exists|"
-     r"Failed to update lease|Error getting node|Failed to get node)[^\n]*(i/o timeout|"
-     r"connection refused|no route to host|TLS handshake timeout|Client\.Timeout|context "
-     r"deadline exceeded|connection reset by peer|http2: client connection lost|EOF)"),
+     _then(r"Error updating node status|Unable to register node|Failed to ensure lease exists|"
+           r"Failed to update lease|Error getting node|Failed to get node",
+           r"i/o timeout|connection refused|no route to host|TLS handshake timeout|"
+           r"Client\.Timeout|context deadline exceeded|connection reset by peer|"
+           r"http2: client connection lost|EOF")),
     ("image filesystem over the threshold",
      r"Disk usage on image filesystem is at \d+% which is over the high threshold|failed to "
      r"garbage collect required amount of images|Image garbage collection failed"),

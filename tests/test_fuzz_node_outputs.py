@@ -155,16 +155,25 @@ def test_plain_parsers(text: str) -> None:
     assert server is None or isinstance(server, str)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "An Observation's summary quotes node output as it came (here systemctl's ActiveState), "
-    "escape sequences included, and tui/node_probes_panel.py redraw() shows row.summary with "
-    "rich Text.append, which keeps ESC (0x1b) and 0x9b (rich strips only BEL, BS, VT, FF, "
-    "CR): a node can write to the operator's terminal. Fix in tui/node_probes_panel.py: "
-    "detail.append(clean_line(row.summary)) (tui.node_journal.clean_line), and the same for "
-    "any other widget showing Observation.summary/reason/raw (or escape in "
-    "probes.node_checks._execute when building summary/reason)"))
-def test_summary_carries_no_escape_sequence() -> None:
-    drawn = [(0, "ActiveState=\x1b[2J\x1b]0;owned\x07failed\nSubState=dead\n", "", False)]
+async def test_the_probes_panel_shows_no_escape_sequence() -> None:
+    """An observation's summary quotes node output as it came, escape sequences included; the
+    panel that shows it must not pass them to the operator's terminal."""
+    from textual.app import App
+
+    from tui.node_probes_panel import ProbesPanel
+
+    drawn = [(0, "ActiveState=\x1b[2J\x1b]0;owned\x07failed\x9b31m\nSubState=dead\n", "",
+              False)]
     obs = drive(nc.CHECKS[0].run(Replay(drawn), "node-0001"))
     assert obs.status is Status.BAD
-    assert "\x1b" not in obs.summary, repr(obs.summary)
+
+    class Host(App):
+        def compose(self):
+            yield ProbesPanel(lambda: 0.0)
+
+    async with Host().run_test() as pilot:
+        panel = pilot.app.query_one(ProbesPanel)
+        panel.observed(obs)
+        await pilot.pause()
+        assert "failed" in panel.plain
+        assert not any(c in panel.plain for c in "\x1b\x9b\x07"), repr(panel.plain)

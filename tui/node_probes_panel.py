@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from probes.observation import Observation, Status
+from tui.node_journal import clean_line
 
 STYLE_OF = {"pending": "dim", "running": "bold", "ok": "green", "bad": "bold red",
             "hung": "bold magenta", "error": "yellow", "skipped": "dim"}
@@ -82,9 +83,11 @@ class ProbesPanel(VerticalScroll):
         status = obs.status.value if isinstance(obs.status, Status) else str(obs.status)
         row.state = status
         row.duration = obs.duration
-        row.summary = obs.summary or obs.reason
-        if status in ("error", "skipped") and obs.reason and obs.reason not in row.summary:
-            row.summary = f"{row.summary} ({obs.reason})" if row.summary else obs.reason
+        summary = " / ".join(clean_line(part) for part in (obs.summary or obs.reason).splitlines())
+        reason = clean_line(obs.reason.replace("\n", " ")) if obs.reason else ""
+        row.summary = summary
+        if status in ("error", "skipped") and reason and reason not in row.summary:
+            row.summary = f"{row.summary} ({reason})" if row.summary else reason
         row.via = obs.via
         self.redraw()
 
