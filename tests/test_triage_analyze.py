@@ -13,6 +13,7 @@ import pytest
 
 from probes.observation import Status
 from tests.conftest import ROOT
+from triage.capture import HANG_MARK, hang_note
 from triage.evidence_read import guess_kind, observations_from, read_evidence
 from triage.tree import Diagnosis
 
@@ -355,3 +356,228 @@ def test_capture_bundle_names_are_read(tmp_path):
     assert status_of(v, "runtime_down") == "confirmed"
     assert status_of(v, "memory_pid_pressure") == "confirmed"
     assert status_of(v, "clock_skew") == "suspected"
+
+
+# -- bundles as `nodewb capture` writes them: manifest entries replayed with their files ----------
+T0 = 1.7e9  # the capture's start
+CRICTL = "crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps"
+
+
+def bundle(d: Path, files: dict[str, tuple[str, dict]], *, finished: float = T0 + 12,
+           node: str = "node-0004") -> Path:
+    """A directory laid out like an unpacked capture: each file with its manifest entry."""
+    entries = {name: {"sha256": "-", "size": len(body), **entry}
+               for name, (body, entry) in files.items()}
+    manifest = {"format": "nodewb-evidence/1", "node": node,
+                "times": {"started": T0, "finished": finished}, "files": entries}
+    return write(d, {"manifest.json": json.dumps(manifest),
+                     **{name: body for name, (body, _) in files.items()}})
+
+
+def ran(command: str, started: float = T0, seconds: float = 0.05, exit_status: int | None = 0,
+        timed_out: bool = False) -> dict:
+    return {"source": "ssh", "command": command, "started": started, "exit_status": exit_status,
+            "timed_out": timed_out, "seconds": seconds}
+
+
+def by_probe(ev) -> dict:
+    return {o.probe: o for o in ev.observations}
+
+
+def test_manifest_entries_are_kept(tmp_path):
+    d = bundle(tmp_path / "b", {"crictl-ps.txt": ("CONTAINER IMAGE\n", ran(CRICTL))})
+    ev = read_evidence(d)
+    assert ev.entries["crictl-ps.txt"]["command"] == CRICTL
+    assert ev.captured == T0 + 12
+    assert by_probe(ev)["node.crictl.ps"].started == T0
+
+
+def test_a_timed_out_crictl_is_a_hang_of_the_runtime(tmp_path):
+    note = hang_note(CRICTL, 10, 0)
+    d = bundle(tmp_path / "b", {
+        "crictl-ps.txt": (note, ran(CRICTL, seconds=10.008, exit_status=None, timed_out=True))})
+    v, ev = verdict(d)
+    ps = by_probe(ev)["node.crictl.ps"]
+    assert ps.status is Status.HUNG and ps.duration == 10.008
+    assert ps.summary.startswith(HANG_MARK) and ps.summary.endswith("[crictl-ps.txt]")
+    assert status_of(v, "runtime_down") == "confirmed"
+    down = next(x for x in v.domains if x["id"] == "runtime_down")
+    assert any(e.startswith("node.crictl.ps [hung]: " + HANG_MARK) for e in down["evidence"])
+    assert v.verdict == "runtime_down"
+    # the mark alone (a manifest without entries, a file cut out of a bundle) says the same
+    lone = write(tmp_path / "lone", {"crictl-ps.txt": note + "partial output\n"})
+    ps = by_probe(read_evidence(lone))["node.crictl.ps"]
+    assert ps.status is Status.HUNG and ps.raw == "partial output"
+
+
+def test_a_failing_crictl_is_judged_by_its_exit_status(tmp_path):
+    fata = ('time="2026-11-21T10:35:00Z" level=fatal msg="validate service connection: '
+            'validate CRI v1 runtime API for endpoint \\"unix:///run/containerd/containerd.sock'
+            '\\": rpc error: code = Unavailable desc = connection error: desc = \\"transport: '
+            'Error while dialing: dial unix /run/containerd/containerd.sock: connect: no such '
+            'file or directory\\""\n')
+    d = bundle(tmp_path / "b", {"crictl-ps.txt": (fata, ran(CRICTL, seconds=0.2,
+                                                            exit_status=1))})
+    v, ev = verdict(d)
+    ps = by_probe(ev)["node.crictl.ps"]
+    assert ps.status is Status.BAD and ps.data["socket_error"] is True, ps
+    assert "the runtime socket does not answer" in ps.summary
+    assert status_of(v, "runtime_down") == "confirmed"
+    # without its exit status the same text is not a crictl table: skipped with a note
+    ev = read_evidence(write(tmp_path / "plain", {"crictl-ps.txt": fata}))
+    assert ev.observations == [] and ev.notes[0].startswith("crictl-ps.txt: skipped")
+
+
+CLOCK = ("{now}\nNTPSynchronized=yes\n##nodewb## status\n"
+         "System clock synchronized: yes\n              NTP service: active\n")
+
+
+def test_clock_offset_is_judged_when_the_command_ran(tmp_path):
+    # clock.txt ran 0.7 s into a capture that finished 12 s later (a hung crictl held it up)
+    cmd = "date -u +%s; timedatectl show -p NTPSynchronized --value"
+    d = bundle(tmp_path / "ok", {"clock.txt": (CLOCK.format(now=int(T0 + 0.7)),
+                                               ran(cmd, started=T0 + 0.7, seconds=0.02))})
+    ntp = by_probe(read_evidence(d))["node.ntp"]
+    assert ntp.status is Status.OK and abs(ntp.data["offset_seconds"]) <= 1, ntp
+    d = bundle(tmp_path / "skew", {"clock.txt": (CLOCK.format(now=int(T0 + 300)),
+                                                 ran(cmd, started=T0 + 0.7, seconds=0.02))})
+    v, ev = verdict(d)
+    ntp = by_probe(ev)["node.ntp"]
+    assert ntp.status is Status.BAD and 298 <= ntp.data["offset_seconds"] <= 301
+    assert status_of(v, "clock_skew") == "confirmed"
+
+
+APISERVER_CMD = "s=$(grep -E '^[[:space:]]*server:' /etc/kubernetes/kubelet.conf ...); curl ..."
+
+
+def test_apiserver_from_node(tmp_path):
+    d = bundle(tmp_path / "ok", {"apiserver-from-node.txt": (
+        "server: https://10.0.0.10:6443\n200\n", ran(APISERVER_CMD))})
+    v, ev = verdict(d)
+    api = by_probe(ev)["node.apiserver"]
+    assert api.status is Status.OK and api.data["http_code"] == 200
+    assert api.data["server"] == "https://10.0.0.10:6443"
+    assert status_of(v, "apiserver_unreachable") == "ruled_out"
+    d = bundle(tmp_path / "cut", {"apiserver-from-node.txt": (
+        "server: https://10.0.0.10:6443\n000\n", ran(APISERVER_CMD, seconds=5.0,
+                                                     exit_status=28))})
+    v, ev = verdict(d)
+    api = by_probe(ev)["node.apiserver"]
+    assert api.status is Status.BAD and "no answer in 5 s" in api.summary
+    assert status_of(v, "apiserver_unreachable") == "confirmed"
+    assert guess_kind("from-the-node.txt", "server: https://10.0.0.10:6443\n403\n") == \
+        "apiserver-from-node"
+    # no server: line in the kubelet's kubeconfig: nothing to judge
+    d = bundle(tmp_path / "none", {"apiserver-from-node.txt": ("server: \n000\n",
+                                                               ran(APISERVER_CMD))})
+    ev = read_evidence(d)
+    assert ev.observations == [] and "no server: line" in ev.notes[0]
+
+
+def lease(renew: str, name: str = "node-0004") -> str:
+    return json.dumps({"kind": "Lease", "metadata": {"name": name,
+                                                     "namespace": "kube-node-lease"},
+                       "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+                                "renewTime": renew}})
+
+
+def iso(ts: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_lease_is_judged_at_capture_time(tmp_path):
+    api = {"source": "apiserver", "started": T0, "seconds": 0.2}
+    d = bundle(tmp_path / "fresh", {"lease.json": (lease(iso(T0 - 8)), api)})
+    got = by_probe(read_evidence(d))["api.lease"]
+    assert got.status is Status.OK and 8 <= got.data["renew_age"] <= 8.5, got
+    d = bundle(tmp_path / "stale", {"lease.json": (lease(iso(T0 - 600)), api)})
+    v, ev = verdict(d)
+    got = by_probe(ev)["api.lease"]
+    assert got.status is Status.BAD and "600 s before capture" in got.summary
+    assert status_of(v, "apiserver_unreachable") == "suspected"
+    # without a capture time the age is not known: a note, not a guess
+    ev = read_evidence(write(tmp_path / "bare", {"lease.json": lease(iso(T0))}))
+    assert ev.observations == [] and "capture time is unknown" in ev.notes[0]
+    assert guess_kind("x.json", lease(iso(T0))) == "lease"
+
+
+SHOW = ("ActiveState={a}\nSubState={s}\nNRestarts={n}\nMainPID=891\n"
+        "ExecMainStartTimestamp=Sat 2026-11-21 10:24:33 UTC\nResult={r}\n")
+STATUS = ("##nodewb## status\n● kubelet.service - kubelet: The Kubernetes Node Agent\n"
+          "     Loaded: loaded (/lib/systemd/system/kubelet.service; enabled)\n"
+          "    Process: 88 ExecStartPre=/bin/sh -c mkdir -p /run/containerd (code=exited)\n"
+          'Nov 21 10:24:33 node-0004 kubelet[891]: E1121 remote_runtime.go:193] err="rpc error:'
+          ' containerd.sock: connect: connection refused"\n')
+
+
+@pytest.mark.parametrize("unit", ["kubelet", "containerd"])
+def test_systemctl_status_files_by_name(tmp_path, unit):
+    name = f"systemctl-status-{unit}.txt"
+    # the status part names the other unit: the file name decides, not the content
+    assert guess_kind(name, SHOW + STATUS) == f"systemd-{unit}"
+    text = SHOW.format(a="activating", s="auto-restart", n=7, r="exit-code") + STATUS
+    d = bundle(tmp_path / "b", {name: (text, ran("systemctl show ...; systemctl status ..."))})
+    ev = read_evidence(d)
+    got = by_probe(ev)[f"node.systemd.{unit}"]
+    assert got.status is Status.BAD and got.data["restarts"] == 7
+    assert got.data["properties"].keys() == {"ActiveState", "SubState", "NRestarts", "MainPID",
+                                             "ExecMainStartTimestamp", "Result"}
+    assert "Loaded: loaded" in got.raw  # the status part is kept for a person
+    ok = SHOW.format(a="active", s="running", n=0, r="success") + STATUS
+    d = bundle(tmp_path / "ok", {name: (ok, ran("systemctl show ..."))})
+    assert by_probe(read_evidence(d))[f"node.systemd.{unit}"].status is Status.OK
+
+
+def _described(events: list[dict]) -> str:
+    from triage.describe import describe_node
+    node = {"kind": "Node", "metadata": {"name": "node-0013"}, "status": {"conditions": [
+        {"type": "MemoryPressure", "status": "True", "reason": "KubeletHasInsufficientMemory",
+         "message": "kubelet has insufficient memory available",
+         "lastHeartbeatTime": iso(T0 - 5), "lastTransitionTime": iso(T0 - 300)},
+        {"type": "Ready", "status": "True", "reason": "KubeletReady",
+         "message": "kubelet is posting ready status", "lastHeartbeatTime": iso(T0 - 5),
+         "lastTransitionTime": iso(T0 - 9000)}]}}
+    return describe_node(node, events=events, now=T0)
+
+
+OOM_EVENT = {"type": "Warning", "reason": "SystemOOM", "count": 3,
+             "message": "System OOM encountered, victim process: kubelet, pid: 2211",
+             "source": {"component": "kubelet"}, "lastTimestamp": "2023-11-14T22:13:20Z"}
+
+
+def test_describe_node_events_section(tmp_path):
+    built = {"source": "apiserver", "built_from": "node, lease, events, pods"}
+    d = bundle(tmp_path / "b", {"describe-node.txt": (_described([OOM_EVENT]), built)},
+               node="node-0013")
+    v, ev = verdict(d)
+    got = by_probe(ev)
+    assert set(got) == {"api.node", "api.events"}
+    assert got["api.events"].status is Status.BAD
+    assert got["api.events"].data["warning_reasons"] == {"SystemOOM": 1}
+    assert got["api.node"].data["heartbeat_age"] is not None
+    assert status_of(v, "memory_pid_pressure") == "confirmed"
+    # with events.json in the bundle, that is what counts, quietly
+    d = bundle(tmp_path / "both", {
+        "describe-node.txt": (_described([OOM_EVENT]), built),
+        "events.json": (json.dumps({"kind": "EventList", "items": []}), built)},
+        node="node-0013")
+    ev = read_evidence(d)
+    events = [o for o in ev.observations if o.probe == "api.events"]
+    assert len(events) == 1 and events[0].data["file"] == "events.json"
+    assert events[0].status is Status.OK and events[0].data["total"] == 0
+    assert not any("also read from" in n for n in ev.notes), ev.notes
+    # no events: no api.events from the describe printout
+    d = bundle(tmp_path / "none", {"describe-node.txt": (_described([]), built)},
+               node="node-0013")
+    assert {o.probe for o in read_evidence(d).observations} == {"api.node"}
+
+
+def test_a_command_that_printed_nothing_is_still_judged(tmp_path):
+    # `ps -C kubelet` with no kubelet prints nothing and exits 1
+    d = bundle(tmp_path / "b", {"ps-kubelet.txt": ("", ran("ps -o rss=,pcpu= -C kubelet",
+                                                           exit_status=1))})
+    got = by_probe(read_evidence(d))["node.kubelet.process"]
+    assert got.status is Status.BAD and got.data["running"] is False
+    ev = read_evidence(write(tmp_path / "plain", {"ps-kubelet.txt": ""}))
+    assert ev.observations == [] and ev.notes == ["ps-kubelet.txt: skipped (empty)"]

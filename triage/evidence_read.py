@@ -6,7 +6,10 @@
 
 Each file is the output of one command; it is handed to the same parser the live check uses
 (probes.node_checks, probes.metrics, probes.kube), so a file and a live probe decide the same.
-Unknown or unreadable files are skipped with a note, never an exception.
+A bundle's manifest.json entry for a file (as `nodewb capture` writes it: exit status, timed_out,
+started, seconds) is replayed with it: a command that timed out is a HUNG observation, a failing
+one is judged by its exit status, and clocks, leases and heartbeats are judged at the moment the
+file was collected. Unknown or unreadable files are skipped with a note, never an exception.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from probes import metrics as metrics_mod
 from probes import node_checks as nc
 from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
+from probes.node_probes import LEASE_DURATION
 from probes.ssh import CommandResult
+from triage.capture import HANG_MARK
 
 __all__ = ["Evidence", "read_evidence", "observations_from", "guess_kind", "KINDS"]
 
@@ -58,6 +63,8 @@ KINDS: dict[str, str] = {
     "systemd-kubelet": "node.systemd.kubelet",
     "systemd-containerd": "node.systemd.containerd",
     "kubelet-ps": "node.kubelet.process",
+    "apiserver-from-node": "node.apiserver",
+    "lease": "api.lease",
 }
 
 # file names (lower case, without directories) -> kind; checked before the content is sniffed
@@ -83,6 +90,8 @@ _NAMES: tuple[tuple[str, str], ...] = (
     (r"events\.json", "events-json"),
     (r"(clock|timedatectl|ntp)\.txt", "clock"),
     (r"ps[-_]kubelet\.txt", "kubelet-ps"),
+    (r"apiserver[-_]from[-_]node\.txt", "apiserver-from-node"),
+    (r"(node[-_])?lease\.json", "lease"),
 )
 # read by a person, not by the tree
 _PEOPLE = {"manifest.json"}
@@ -99,6 +108,7 @@ class Evidence:
     node: str | None = None
     notes: list[str] = field(default_factory=list)
     captured: float | None = None  # epoch seconds, from manifest.json
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest.json "files"
 
 
 # -- the entry points -----------------------------------------------------------------------------
@@ -232,6 +242,9 @@ def _read_manifest(f: Path, ev: Evidence) -> None:
         node = node.get("name")
     if isinstance(node, str) and node:
         ev.node = node
+    files = obj.get("files")
+    if isinstance(files, dict):
+        ev.entries = {str(k): v for k, v in files.items() if isinstance(v, dict)}
     times = obj.get("times") if isinstance(obj.get("times"), dict) else {}
     for key in ("captured", "captured_at", "finished", "end", "started", "start", "time"):
         v = times.get(key, obj.get(key))
@@ -255,6 +268,10 @@ def _epoch(v: Any) -> float | None:
 def _finish(ev: Evidence) -> None:
     node = ev.node
     out = []
+    primary = {o.probe for o in ev.observations if "derived_from" not in o.data}
+    # a probe read from a file of its own wins over the same probe read out of describe-node.txt
+    ev.observations = [o for o in ev.observations
+                       if "derived_from" not in o.data or o.probe not in primary]
     for o in ev.observations:
         out.append(o if o.node == node else replace(o, node=node))
     ev.observations = out
@@ -291,6 +308,10 @@ def _sniff(text: str, low: str = "") -> str | None:
                     ("status" in obj and "conditions" in (obj.get("status") or {})
                      and "metadata" in obj):
                 return "node-json"
+            if obj.get("kind") == "Lease" or (isinstance(obj.get("spec"), dict) and
+                                              "renewTime" in obj["spec"] and
+                                              "holderIdentity" in obj["spec"]):
+                return "lease"
             if isinstance((obj.get("status") or {}).get("conditions"), list) and \
                     any(isinstance(c, dict) and c.get("type") == "RuntimeReady"
                         for c in obj["status"]["conditions"]):
@@ -301,6 +322,8 @@ def _sniff(text: str, low: str = "") -> str | None:
         return "describe-node"
     if _EVENTS_HEADER.search(head):
         return "events-text"
+    if _APISERVER_FROM_NODE.fullmatch(head.strip()):
+        return "apiserver-from-node"
     if re.search(r"^goroutine profile: total \d+", head, re.M):
         return "goroutines"
     if re.search(r"^# (TYPE|HELP) \w+", head, re.M) or \
@@ -369,7 +392,11 @@ def _read_file(f: Path, ev: Evidence, *, lone: bool) -> None:
         ev.notes.append(f"{name}: skipped (binary, not command output)")
         return
     text = payload.decode("utf-8", "replace")
-    if not text.strip():
+    entry = {} if lone else ev.entries.get(name, {})
+    ran = "command" in entry and (entry.get("exit_status") is not None
+                                  or entry.get("timed_out") is True)
+    if not text.strip() and not ran:
+        # a command that ran and printed nothing is still its output (`ps -C kubelet`, none)
         ev.notes.append(f"{name}: skipped (empty)")
         return
     kind = guess_kind(name, text)
@@ -380,35 +407,81 @@ def _read_file(f: Path, ev: Evidence, *, lone: bool) -> None:
         mtime = f.stat().st_mtime
     except OSError:
         mtime = time.time()
-    at = ev.captured or mtime
+    run = _run_of(entry, ev, mtime)
+    if entry.get("timed_out") is True or text.startswith(HANG_MARK):
+        ev.observations.append(_hung(kind, name, text, ev, run))
+        return
     try:
-        obs = _READERS[kind](text, ev, at)
+        got = _READERS[kind](text, ev, run)
     except Exception as exc:  # a parser surprise skips the file, never the whole read
         ev.notes.append(f"{name}: skipped as {kind}, it could not be read "
                         f"({type(exc).__name__}: {exc})")
         return
-    if obs is None:
-        return
-    if obs.status in (Status.ERROR, Status.SKIPPED):
-        ev.notes.append(f"{name}: skipped as {kind}: {obs.reason or obs.summary}")
-        return
-    data = dict(obs.data)
-    data["file"] = name
-    data.pop("command", None)
-    ev.observations.append(replace(obs, via=VIA, data=data, started=at, duration=0.0,
-                                   summary=f"{obs.summary} [{name}]"))
+    for obs in ([] if got is None else [got] if isinstance(got, Observation) else got):
+        if obs.status in (Status.ERROR, Status.SKIPPED):
+            ev.notes.append(f"{name}: skipped as {kind}: {obs.reason or obs.summary}")
+            continue
+        data = dict(obs.data)
+        data["file"] = name
+        data.pop("command", None)
+        ev.observations.append(replace(obs, via=VIA, data=data, started=run.started,
+                                       duration=run.seconds,
+                                       summary=f"{obs.summary} [{name}]"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """How a file's command went, from its manifest entry (or the capture time, or the file's
+    modification time when there is no entry)."""
+
+    started: float
+    seconds: float = 0.0
+    exit_status: int | None = 0
+    known: bool = False  # the time comes from the capture, not from the file's mtime
+
+    @property
+    def at(self) -> float:
+        """When the output was complete: the moment it is judged at."""
+        return self.started + self.seconds
+
+
+def _run_of(entry: dict[str, Any], ev: Evidence, mtime: float) -> _Run:
+    started = entry.get("started")
+    started = float(started) if isinstance(started, (int, float)) and \
+        not isinstance(started, bool) and 0 < started < 1e11 else None
+    seconds = entry.get("seconds")
+    seconds = float(seconds) if isinstance(seconds, (int, float)) and 0 <= seconds < 1e6 else 0.0
+    status = entry.get("exit_status", 0)
+    status = status if isinstance(status, int) and not isinstance(status, bool) else 0
+    if started is not None:
+        return _Run(started, seconds, status, True)
+    if ev.captured is not None:
+        return _Run(ev.captured, 0.0, status, True)
+    return _Run(mtime, 0.0, status, False)
+
+
+def _hung(kind: str, name: str, text: str, ev: Evidence, run: _Run) -> Observation:
+    """A command that did not finish in its limit: HUNG, as the live check says it."""
+    first, _, rest = text.partition("\n")
+    first = first.strip() or f"{name}: the command did not finish in its time limit"
+    data = {"timed_out": True, "seconds": run.seconds, "file": name}
+    return Observation(KINDS[kind], ev.node, Status.HUNG, run.started, run.seconds,
+                       f"{first} [{name}]", data, VIA, rest.strip()[-nc.RAW_LIMIT:],
+                       f"timed out after {run.seconds:g} s")
 
 
 # -- replaying a file through the live check's parser ----------------------------------------------
 class _Replay:
-    """Stands in for the SSH client: every command "prints" the captured text."""
+    """Stands in for the SSH client: every command "prints" the captured text, with the exit
+    status, start and duration the capture recorded."""
 
-    def __init__(self, stdout: str, at: float) -> None:
-        self.stdout, self.at = stdout, at
+    def __init__(self, stdout: str, run: _Run) -> None:
+        self.stdout, self.run_ = stdout, run
 
     async def run(self, node: str, command: str, timeout: float) -> CommandResult:
-        return CommandResult(0, self.stdout, "", 0.0, False, node=node or "", command=command,
-                             started=self.at, timeout=timeout)
+        r = self.run_
+        return CommandResult(r.exit_status, self.stdout, "", r.seconds, False, node=node or "",
+                             command=command, started=r.started, timeout=timeout)
 
 
 def _drive(coro: Any) -> Any:
@@ -421,19 +494,19 @@ def _drive(coro: Any) -> Any:
     raise RuntimeError("the replayed check waited on something")
 
 
-def _replay(check: Callable[..., Any], text: str, ev: Evidence, at: float, *args: Any,
+def _replay(check: Callable[..., Any], text: str, ev: Evidence, run: _Run, *args: Any,
             **kw: Any) -> Observation:
-    return _drive(check(_Replay(text, at), ev.node or "", *args, **kw))
+    return _drive(check(_Replay(text, run), ev.node or "", *args, **kw))
 
 
-def _journal(unit: str) -> Callable[[str, Evidence, float], Observation]:
-    def read(text: str, ev: Evidence, at: float) -> Observation:
-        return _replay(nc.journal_scan, text, ev, at, unit)
+def _journal(unit: str) -> Callable[[str, Evidence, _Run], Observation]:
+    def read(text: str, ev: Evidence, run: _Run) -> Observation:
+        return _replay(nc.journal_scan, text, ev, run, unit)
     return read
 
 
-def _df(inodes: bool) -> Callable[[str, Evidence, float], Observation]:
-    def read(text: str, ev: Evidence, at: float) -> Observation:
+def _df(inodes: bool) -> Callable[[str, Evidence, _Run], Observation]:
+    def read(text: str, ev: Evidence, run: _Run) -> Observation:
         rows = nc.parse_df(text)
         if not rows:
             raise ValueError("no df rows")
@@ -445,47 +518,53 @@ def _df(inodes: bool) -> Callable[[str, Evidence, float], Observation]:
             pct = "-" if row["use_pct"] is None else f"{row['use_pct']}%"
             parts.append(f"{nc.SECTION}{mnt}\n{header}\n{row['filesystem']} {row['size']} "
                          f"{row['used']} {row['avail']} {pct} {row['mount']}")
-        return _replay(nc.df, "\n".join(parts) + "\n", ev, at, inodes=inodes, paths=mounts)
+        return _replay(nc.df, "\n".join(parts) + "\n", ev, run, inodes=inodes, paths=mounts)
     return read
 
 
-def _crictl(what: str) -> Callable[[str, Evidence, float], Observation]:
-    def read(text: str, ev: Evidence, at: float) -> Observation:
-        return _replay(nc.crictl, text, ev, at, what)
+def _crictl(what: str) -> Callable[[str, Evidence, _Run], Observation]:
+    def read(text: str, ev: Evidence, run: _Run) -> Observation:
+        return _replay(nc.crictl, text, ev, run, what)
     return read
 
 
-def _systemd(unit: str) -> Callable[[str, Evidence, float], Observation]:
-    def read(text: str, ev: Evidence, at: float) -> Observation:
-        return _replay(nc.systemd_unit, text, ev, at, unit)
+def _systemd(unit: str) -> Callable[[str, Evidence, _Run], Observation]:
+    """`systemctl show` (judged) then, after a section mark, `systemctl status` (kept as raw)."""
+    def read(text: str, ev: Evidence, run: _Run) -> Observation:
+        show, mark, status = text.partition(f"{nc.SECTION}status")
+        obs = _replay(nc.systemd_unit, show, ev, run, unit)
+        if mark and status.strip() and obs.status in (Status.OK, Status.BAD):
+            obs = replace(obs, raw=f"{obs.raw}\n{status.strip()}"[:nc.RAW_LIMIT])
+        return obs
     return read
 
 
-def _dmesg(text: str, ev: Evidence, at: float) -> Observation:
-    return _replay(nc.dmesg_oom, text, ev, at)
+def _dmesg(text: str, ev: Evidence, run: _Run) -> Observation:
+    return _replay(nc.dmesg_oom, text, ev, run)
 
 
-def _lsmod(text: str, ev: Evidence, at: float) -> Observation:
-    return _replay(nc.kernel_modules, text, ev, at)
+def _lsmod(text: str, ev: Evidence, run: _Run) -> Observation:
+    return _replay(nc.kernel_modules, text, ev, run)
 
 
-def _cert(text: str, ev: Evidence, at: float) -> Observation:
+def _cert(text: str, ev: Evidence, run: _Run) -> Observation:
     first = text.lstrip().split("\n", 1)[0].strip()
-    if ev.captured is not None and not re.fullmatch(r"\d+(\.\d+)?", first):
-        text = f"{int(ev.captured)}\n{text.lstrip()}"  # judged on the capture's clock
-    return _replay(nc.client_cert, text, ev, at)
+    if run.known and not re.fullmatch(r"\d+(\.\d+)?", first):
+        text = f"{int(run.at)}\n{text.lstrip()}"  # judged on the capture's clock
+    return _replay(nc.client_cert, text, ev, run)
 
 
-def _kubelet_ps(text: str, ev: Evidence, at: float) -> Observation:
-    return _replay(nc.kubelet_process, text, ev, at)
+def _kubelet_ps(text: str, ev: Evidence, run: _Run) -> Observation:
+    return _replay(nc.kubelet_process, text, ev, run)
 
 
-def _metrics(text: str, ev: Evidence, at: float) -> Observation:
+def _metrics(text: str, ev: Evidence, run: _Run) -> Observation:
+    at = run.at
     s = metrics_mod.parse(text, at=at)
     if not s.ok:
         raise ValueError(s.error or "not a /metrics payload")
     signals = metrics_mod.reduce(None, s)
-    if ev.captured is None:
+    if not run.known:
         # Figures that are a timestamp in the scrape minus the scrape's time: without a capture
         # time in manifest.json the scrape's time is not known, so neither are they.
         why = "not measured: the capture time is unknown (no time in manifest.json)"
@@ -514,18 +593,18 @@ def _metrics(text: str, ev: Evidence, at: float) -> Observation:
                        0.0, summary, data, VIA, raw)
 
 
-def _goroutines(text: str, ev: Evidence, at: float) -> Observation:
+def _goroutines(text: str, ev: Evidence, run: _Run) -> Observation:
     from probes.kubelet import parse_goroutines
     dump = parse_goroutines(text)
     if dump["total"] is None:
         raise ValueError("no 'goroutine profile: total N' line (not a debug=1 profile)")
     total = dump["total"]
     status = Status.BAD if total > GOROUTINE_WARN else Status.OK
-    return Observation("kubelet.goroutines", ev.node, status, at, 0.0,
+    return Observation("kubelet.goroutines", ev.node, status, run.at, 0.0,
                        f"{total} goroutines", dict(dump), VIA, text[:nc.RAW_LIMIT])
 
 
-def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
+def _node_json(text: str, ev: Evidence, run: _Run) -> Observation | None:
     obj = json.loads(text)
     if isinstance(obj, dict) and obj.get("kind") in ("NodeList", "List"):
         items = [i for i in obj.get("items") or [] if isinstance(i, dict)]
@@ -543,7 +622,7 @@ def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
     rec = node_record(obj)
     if not ev.node and rec.name:
         ev.node = rec.name
-    age = (ev.captured - rec.heartbeat) if (ev.captured and rec.heartbeat) else None
+    age = (run.at - rec.heartbeat) if (run.known and rec.heartbeat) else None
     pressures = [k for k in ("MemoryPressure", "DiskPressure", "PIDPressure",
                              "NetworkUnavailable") if rec.conditions.get(k) == "True"]
     has_ready = "Ready" in rec.conditions  # an excerpt may hold only some conditions
@@ -567,7 +646,7 @@ def _node_json(text: str, ev: Evidence, at: float) -> Observation | None:
     raw = "\n".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')} "
                     f"{c.get('message', '')}".strip() for c in conds if isinstance(c, dict))
     bad = rec.ready != "True" or bool(pressures)
-    return Observation("api.node", ev.node, Status.BAD if bad else Status.OK, at, 0.0, words,
+    return Observation("api.node", ev.node, Status.BAD if bad else Status.OK, run.at, 0.0, words,
                        data, VIA, raw)
 
 
@@ -634,7 +713,7 @@ _EVENT_REST = re.compile(r"^(?P<age>\S+(?: \(x\d+ over \S+\))?)\s{2,}(?P<source>
                          r"(?P<message>.*)$")
 
 
-def _events_text(text: str, ev: Evidence, at: float) -> Observation:
+def _events_text(text: str, ev: Evidence, run: _Run) -> Observation:
     events = []
     for ln in text.splitlines():
         m = _EVENT_ROW.match(ln)
@@ -653,17 +732,22 @@ def _events_text(text: str, ev: Evidence, at: float) -> Observation:
             "events": events}
     summary = (f"{len(warnings)} warning events: " + ", ".join(reasons)) if warnings else \
         f"{len(events)} events, no warnings"
-    return Observation("api.events", ev.node, Status.BAD if warnings else Status.OK, at, 0.0,
+    return Observation("api.events", ev.node, Status.BAD if warnings else Status.OK, run.at, 0.0,
                        summary, data, VIA, "\n".join(ln for ln in text.splitlines()
                                                      if _EVENT_ROW.match(ln))[:nc.RAW_LIMIT])
 
 
-def _events_json(text: str, ev: Evidence, at: float) -> Observation:
+def _events_json(text: str, ev: Evidence, run: _Run) -> Observation:
     """`kubectl get events -o json` (an EventList) as the events of the node."""
     obj = json.loads(text)
     items = obj.get("items") if isinstance(obj, dict) else obj
     if not isinstance(items, list):
         raise ValueError("not an event list")
+    if not items:  # the node has no events: nothing wrong to report, as live
+        return Observation("api.events", ev.node, Status.OK, run.at, 0.0,
+                           "0 events, no warnings",
+                           {"total": 0, "warnings": 0, "warning_reasons": {}, "events": []},
+                           VIA, "")
     rows = []
     for e in items:
         if isinstance(e, dict) and e.get("reason"):
@@ -671,22 +755,79 @@ def _events_json(text: str, ev: Evidence, at: float) -> Observation:
                         f"{e.get('lastTimestamp') or e.get('eventTime') or '-'}  "
                         f"{(e.get('source') or {}).get('component') or '-'}  "
                         f"{' '.join(str(e.get('message') or '').split())}")
-    return _events_text("\n".join(rows), ev, at)
+    return _events_text("\n".join(rows), ev, run)
 
 
-def _clock(text: str, ev: Evidence, at: float) -> Observation:
+def _clock(text: str, ev: Evidence, run: _Run) -> Observation:
     """`date -u +%s; timedatectl ...` as the live NTP check reads it. The offset is only judged
-    against a capture time from manifest.json; without one, only NTP sync is."""
-    limit = nc.CLOCK_OFFSET_LIMIT if ev.captured is not None else 1e9  # 1e9 s: never
-    return _replay(nc.ntp, text, ev, at, max_offset=limit)
+    against the time the command ran (manifest.json); without one, only NTP sync is."""
+    limit = nc.CLOCK_OFFSET_LIMIT if run.known else 1e9  # 1e9 s: never
+    return _replay(nc.ntp, text, ev, run, max_offset=limit)
 
 
-def _describe_node(text: str, ev: Evidence, at: float) -> Observation | None:
-    obs = _node_json(json.dumps(describe_node_object(text)), ev, at)
-    return obs
+def _describe_node(text: str, ev: Evidence, run: _Run) -> list[Observation]:
+    """The Node (Conditions table) and, when it lists any, the Events section; both yield to
+    node.json and events.json when the bundle holds those."""
+    derived = {"derived_from": "describe-node.txt"}
+    node = _node_json(json.dumps(describe_node_object(text)), ev, run)
+    out = [replace(node, data=dict(node.data, **derived))] if node is not None else []
+    section = _describe_section(text, "Events")
+    if any(_EVENT_ROW.match(ln) for ln in section.splitlines()):
+        events = _events_text(section, ev, run)
+        out.append(replace(events, data=dict(events.data, **derived)))
+    return out
 
 
-_READERS: dict[str, Callable[[str, Evidence, float], Observation | None]] = {
+def _describe_section(text: str, title: str) -> str:
+    """The indented lines under `Title:` in a describe printout."""
+    m = re.search(rf"^{re.escape(title)}:[ \t]*\n((?:[ \t]+.*(?:\n|$)|\n)*)", text, re.M)
+    return m.group(1) if m else ""
+
+
+_APISERVER_FROM_NODE = re.compile(r"server:[ \t]*\S*[ \t]*\n(\d{3})")
+
+
+def _apiserver_from_node(text: str, ev: Evidence, run: _Run) -> Observation:
+    """`echo "server: URL"; curl -w '%{http_code}' URL/healthz` as the live check reads it."""
+    return _replay(nc.apiserver_reachability, text, ev, run)
+
+
+def _lease(text: str, ev: Evidence, run: _Run) -> Observation:
+    """The node's Lease, its renewTime judged at the time it was read (as api.lease live)."""
+    obj = json.loads(text)
+    if not isinstance(obj, dict) or obj.get("kind") not in (None, "Lease") or \
+            not isinstance(obj.get("spec"), dict):
+        raise ValueError("not a Lease object")
+    name = (obj.get("metadata") or {}).get("name")
+    if ev.node and name and name != ev.node:
+        raise ValueError(f"the lease of {name}, not of {ev.node}")
+    spec = obj["spec"]
+    renew = parse_time(spec.get("renewTime"))
+    try:
+        duration = float(spec.get("leaseDurationSeconds") or LEASE_DURATION)
+    except (TypeError, ValueError):
+        duration = LEASE_DURATION
+    data: dict[str, Any] = {"renew_time": spec.get("renewTime"), "lease_duration": duration,
+                            "holder": spec.get("holderIdentity") or "", "renew_age": None}
+    raw = f"renewTime={spec.get('renewTime')} leaseDurationSeconds={duration:g}"
+    if not renew:
+        return Observation("api.lease", ev.node, Status.BAD, run.at, 0.0,
+                           "the node lease has no renewTime", data, VIA, raw)
+    if not run.known:
+        raise ValueError("the capture time is unknown (no time in manifest.json), so the "
+                         "renewTime cannot be judged")
+    age = run.at - renew
+    data["renew_age"] = round(age, 1)
+    if age > duration:
+        return Observation("api.lease", ev.node, Status.BAD, run.at, 0.0,
+                           f"lease last renewed {age:.0f} s before capture (more than its "
+                           f"{duration:g} s): the kubelet's heartbeats are not reaching the API "
+                           f"server", data, VIA, raw)
+    return Observation("api.lease", ev.node, Status.OK, run.at, 0.0,
+                       f"lease renewed {age:.0f} s before capture", data, VIA, raw)
+
+
+_READERS: dict[str, Callable[[str, Evidence, _Run], Observation | list[Observation] | None]] = {
     "kubelet-journal": _journal("kubelet"),
     "runtime-journal": _journal("containerd"),
     "dmesg": _dmesg,
@@ -707,4 +848,6 @@ _READERS: dict[str, Callable[[str, Evidence, float], Observation | None]] = {
     "systemd-kubelet": _systemd("kubelet"),
     "systemd-containerd": _systemd("containerd"),
     "kubelet-ps": _kubelet_ps,
+    "apiserver-from-node": _apiserver_from_node,
+    "lease": _lease,
 }
