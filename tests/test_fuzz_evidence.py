@@ -3,7 +3,7 @@ bundles with ../ paths, absolute paths, symbolic and hard links, devices, fifos,
 odd names. Reading never raises (anything wrong inside becomes a note), never writes outside its
 own scratch directory, and leaves nothing behind.
 
-Known crashes are pinned by strict xfail tests below; the reason says the fix."""
+Crashes found earlier have a test each below."""
 
 from __future__ import annotations
 
@@ -188,19 +188,10 @@ def _dir_with(inputs: Path, files: dict[str, str]) -> Path:
     return d
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "triage/evidence_read.py _read_manifest catches (OSError, ValueError) around json.loads, "
-    "but a deeply nested manifest.json raises RecursionError: read_evidence crashes. Fix: "
-    "catch (OSError, ValueError, RecursionError) there"))
 def test_deeply_nested_manifest(area) -> None:
     check(read_evidence(_dir_with(area[2], {"manifest.json": "[" * 100_000})))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "triage/evidence_read.py _epoch: float() of a JSON integer over 1e308 raises "
-    "OverflowError, and NaN/Infinity are taken as capture times (later int(captured) fails, "
-    "so the certificate file is skipped). Fix: in _epoch wrap float() in try/except "
-    "(ValueError, OverflowError) and return the value only when math.isfinite(v) and v > 0"))
 def test_manifest_capture_time_out_of_range(area) -> None:
     ev = read_evidence(_dir_with(area[2], {"manifest.json": '{"captured": 1' + "0" * 400 + "}"}))
     check(ev)
@@ -211,12 +202,6 @@ def test_manifest_capture_time_out_of_range(area) -> None:
     assert [o.probe for o in ev.observations] == ["node.cert.client"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "triage/evidence_read.py _read_bundle: a PAX member whose path holds a NUL byte makes "
-    "Path.resolve()/open() raise ValueError ('embedded null byte'), which the bundle loop does "
-    "not catch: read_evidence crashes. Fix: in _member_problem return 'a NUL in the path' "
-    "when '\\x00' in m.name (and m.linkname), and add ValueError to the except around the "
-    "member loop"))
 def test_bundle_member_with_nul(area) -> None:
     scratch, victim, inputs = area
     buf = io.BytesIO()
@@ -230,13 +215,6 @@ def test_bundle_member_with_nul(area) -> None:
     untouched(scratch, victim)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "triage/evidence_read.py _is_tar: tarfile.is_tarfile() raises EOFError (and zlib.error / "
-    "tarfile.ReadError) on a gzip file that is cut short or not gzip past its magic bytes; "
-    "only OSError is caught, so a lone file named without a tar suffix (a capture killed "
-    "mid-write, a renamed bundle) crashes read_evidence. Fix: catch (OSError, EOFError, "
-    "tarfile.TarError, zlib.error) in _is_tar and return False (the file is then read, and "
-    "skipped as compressed, with a note)"))
 def test_lone_file_that_is_broken_gzip(area) -> None:
     scratch, victim, inputs = area
     full = io.BytesIO()
@@ -251,12 +229,6 @@ def test_lone_file_that_is_broken_gzip(area) -> None:
     untouched(scratch, victim)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "triage/evidence_read.py _read_bundle: a member whose name repeats an earlier one makes "
-    "open(dest, 'xb') raise FileExistsError, which ends the whole member loop (the except is "
-    "around the loop): every later member of the bundle is lost. Fix: handle each member in "
-    "its own try (note 'duplicate member ... skipped' on FileExistsError, and likewise an "
-    "OSError of one member such as a file where a directory is needed), then go on"))
 def test_duplicate_member_loses_nothing_after_it(area) -> None:
     scratch, victim, inputs = area
     buf = io.BytesIO()

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import shutil
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -143,12 +145,14 @@ def _is_tar(p: Path) -> bool:
         return True
     try:
         return tarfile.is_tarfile(p)
-    except OSError:
+    except (OSError, EOFError, tarfile.TarError, zlib.error):
         return False
 
 
 def _member_problem(m: tarfile.TarInfo) -> str | None:
     name = m.name
+    if "\x00" in name or "\x00" in (m.linkname or ""):
+        return "a NUL in the path"
     pp = PurePosixPath(name)
     if name.startswith(("/", "\\")) or pp.is_absolute() or re.match(r"^[A-Za-z]:", name):
         return "absolute path"
@@ -165,6 +169,22 @@ def _member_problem(m: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, root: Path) -> None:
+    """One checked member under `root`, never outside it, never over an earlier one."""
+    dest = (root / m.name).resolve()
+    if dest != root and root not in dest.parents:
+        raise ValueError("outside the bundle")
+    if m.isdir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = tf.extractfile(m)
+    if src is None:
+        return
+    with src, open(dest, "xb") as out:
+        shutil.copyfileobj(src, out)
+
+
 def _read_bundle(p: Path) -> Evidence:
     notes: list[str] = []
     tmp = tempfile.mkdtemp(prefix="nodewb-evidence-")
@@ -177,20 +197,14 @@ def _read_bundle(p: Path) -> Evidence:
                     if problem:
                         notes.append(f"{p.name}: refused member {m.name!r} ({problem})")
                         continue
-                    dest = (root / m.name).resolve()
-                    if dest != root and root not in dest.parents:
-                        notes.append(f"{p.name}: refused member {m.name!r} (outside the bundle)")
-                        continue
-                    if m.isdir():
-                        dest.mkdir(parents=True, exist_ok=True)
-                        continue
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(m)
-                    if src is None:
-                        continue
-                    with src, open(dest, "xb") as out:
-                        shutil.copyfileobj(src, out)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+                    try:
+                        _extract(tf, m, root)
+                    except FileExistsError:
+                        notes.append(f"{p.name}: duplicate member {m.name!r} skipped")
+                    except (OSError, ValueError) as exc:
+                        notes.append(f"{p.name}: member {m.name!r} skipped "
+                                     f"({type(exc).__name__}: {exc})")
+        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
             notes.append(f"{p.name}: the bundle could not be read completely "
                          f"({type(exc).__name__}: {exc})")
         base = root
@@ -231,7 +245,7 @@ def _read_dir(d: Path) -> Evidence:
 def _read_manifest(f: Path, ev: Evidence) -> None:
     try:
         obj = json.loads(f.read_text("utf-8", "replace"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         ev.notes.append(f"manifest.json: skipped ({type(exc).__name__}: {exc})")
         return
     if not isinstance(obj, dict):
@@ -255,14 +269,23 @@ def _read_manifest(f: Path, ev: Evidence) -> None:
 
 
 def _epoch(v: Any) -> float | None:
-    if isinstance(v, (int, float)) and v > 0:
-        return float(v)
-    if isinstance(v, str) and v:
+    """Seconds since the epoch from a number or a string (a number or a time stamp); None for
+    anything else, including NaN, infinities and values out of range."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
         try:
-            return float(v)
-        except ValueError:
+            f = float(v)
+        except OverflowError:
+            return None
+    elif isinstance(v, str) and v:
+        try:
+            f = float(v)
+        except (ValueError, OverflowError):
             return parse_time(v) or None
-    return None
+    else:
+        return None
+    return f if math.isfinite(f) and 0 < f < 1e11 else None
 
 
 def _finish(ev: Evidence) -> None:

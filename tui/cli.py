@@ -194,6 +194,14 @@ async def _diagnose(args: argparse.Namespace):
     return diagnosis.verdict()
 
 
+def _emit(text: str) -> None:
+    """Print a command's result; a reader that went away early (`| head`) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from probes.kubeconfig import KubeError
 
@@ -204,7 +212,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         return 1
     render = {"json": verdict.to_json, "markdown": verdict.to_markdown}.get(args.format,
                                                                            verdict.to_text)
-    print(render())
+    _emit(render())
     return 0
 
 
@@ -223,7 +231,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     verdict.notes.extend(evidence.notes)
     render = {"json": verdict.to_json, "markdown": verdict.to_markdown}.get(args.format,
                                                                            verdict.to_text)
-    print(render())
+    _emit(render())
     return 0
 
 
