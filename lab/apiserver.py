@@ -37,7 +37,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
-from lab.http import Request, Response, close_server, serve_http
+from lab.faults import Fault, FaultSet
+from lab.http import DropConnection, Request, Response, close_server, serve_http
 from lab.selectors import SelectorError, make_predicate
 from lab.store import Collection, Expired, Stored, WatchEvent, dumps, join_list
 from lab.tables import TableCache
@@ -54,6 +55,10 @@ _BUILD = {
 }
 
 READ_VERBS = frozenset({"get", "list", "watch"})
+
+
+def store_floor(coll: Any) -> int:
+    return int(getattr(coll, "floor", 0) or 0)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -294,12 +299,15 @@ class ApiServer:
         self.log_requests = (os.environ.get("NODEWB_LAB_HTTP_LOG") == "1"
                              if log_requests is None else log_requests)
         self._streams: set[asyncio.Task] = set()
+        self._ctx: ssl.SSLContext | None = None
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         ctx = self.ssl_context
         if ctx is None:
             ctx = self._context_from_cluster()
+        self._ctx = ctx
         self.server = await serve_http(self.handle, host, port, ctx)
         self.host = host
         self.port = self.server.sockets[0].getsockname()[1]
@@ -317,6 +325,7 @@ class ApiServer:
         return None
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.server is not None:
             await close_server(self.server)
             self.server = None
@@ -325,7 +334,11 @@ class ApiServer:
     async def handle(self, req: Request) -> Response:
         started = time.monotonic()
         try:
-            response = await self._dispatch(req)
+            faulty = self._fault_response(req) if self.faults.faults else None
+            if faulty is not None:
+                response = await faulty
+            else:
+                response = await self._dispatch(req)
         except ApiError as err:
             response = _status_response(err)
         except SelectorError as err:
@@ -340,6 +353,54 @@ class ApiServer:
             print(f"{req.method} {req.target} {response.status} "
                   f"{(time.monotonic() - started) * 1000:.1f}ms", file=sys.stderr)
         return response
+
+    @property
+    def faults(self) -> FaultSet:
+        faults = getattr(self.cluster, "faults", None)
+        if faults is None:
+            faults = self.cluster.faults = FaultSet()
+        return faults
+
+    def _fault_response(self, req: Request):
+        """The API faults in force, for every request but the lab's own control: None when
+        none applies, else an awaitable Response (slow answers still reach the handler)."""
+        if req.path.startswith("/lab/v1/"):
+            return None
+        slow = self.faults.active("api-slow")
+        failing = self.faults.active("api-5xx")
+        if slow is None and failing is None:
+            return None
+
+        async def answer() -> Response:
+            if slow is not None:
+                await asyncio.sleep(slow["delay"])
+            if failing is not None and random.random() < failing["rate"]:
+                code = failing["code"]
+                reason = {500: "InternalError", 503: "ServiceUnavailable",
+                          504: "Timeout"}.get(code, "InternalError")
+                return _status_response(ApiError(code, reason, f"lab fault api-5xx: the server "
+                                                 f"is failing ({code})"))
+            return await self._dispatch(req)
+
+        return answer()
+
+    async def outage(self, fault: Fault) -> None:
+        """The api-down fault: stop listening (open connections are reset) until it ends."""
+        await asyncio.sleep(0.2)  # the control request that asked for it gets its answer
+        if self.server is None:
+            return
+        port, host = self.port, self.host
+        await close_server(self.server)
+        self.server = None
+        try:
+            await self.faults.until_over(fault)
+        finally:
+            for _ in range(50 if not self._stopping else 0):
+                try:
+                    self.server = await serve_http(self.handle, host, port, self._ctx)
+                    break
+                except OSError:  # the port is still being released
+                    await asyncio.sleep(0.1)
 
     def _authenticate(self, req: Request) -> User | None:
         auth = req.headers.get("authorization")
@@ -433,10 +494,12 @@ class ApiServer:
         if "system:masters" not in user.groups:
             raise ApiError(403, "Forbidden", f'User "{user.name}" cannot use the lab control')
         try:
-            params = json.loads(req.body or b"{}") if req.method == "POST" else {}
+            params = json.loads(req.body or b"{}") if req.method in ("POST", "DELETE") else {}
             if not isinstance(params, dict):
                 raise ValueError("the body must be a JSON object")
-            result = await control.handle(action, params)
+            if req.method != "POST" and not params:
+                params = {k: v[0] for k, v in req.query.items()}
+            result = await control.handle(action, params, method=req.method)
         except KeyError as err:
             raise ApiError(404, "NotFound", str(err).strip("'\"")) from None
         except (TypeError, ValueError) as err:
@@ -746,7 +809,11 @@ class ApiServer:
         except ValueError:
             raise ApiError(400, "BadRequest", f"invalid timeoutSeconds: {timeout_text}")
         interval = float(getattr(self.cluster, "bookmark_interval", 5) or 5)
+        faults = self.faults
         try:
+            gone = faults.active("watch-gone") if since else None
+            if gone is not None and random.random() < gone["rate"]:
+                raise Expired(since, store_floor(coll))
             watcher, backlog = coll.watch(since, t.namespace or None, match)
         except Expired as exc:
             line = (b'{"type":"ERROR","object":'
@@ -784,6 +851,7 @@ class ApiServer:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             next_bookmark = loop.time() + interval
+            opened = time.time()
             try:
                 now = time.time()
                 for i in range(0, len(backlog), 500):
@@ -797,6 +865,11 @@ class ApiServer:
                     wait = deadline - t_now
                     if bookmarks:
                         wait = min(wait, max(0.0, next_bookmark - t_now))
+                    # a watch-drop fault may arrive at any time: look every half second
+                    wait = min(wait, 0.5 if not faults.faults else 0.1)
+                    drop = faults.active("watch-drop")
+                    if drop is not None and time.time() >= opened + drop["every"]:
+                        raise DropConnection
                     try:
                         event = queue.get_nowait()
                     except asyncio.QueueEmpty:

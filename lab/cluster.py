@@ -106,7 +106,9 @@ class Cluster:
         self.csr_for_node: dict[str, str] = {}
         self.kubelet_proxy = None  # async callable (machine, method, path, query, headers)
         from lab.control import LabControl
+        from lab.faults import FaultSet
 
+        self.faults = FaultSet()
         self.control = LabControl(self)
         self.assignments: dict[str, Scenario] = {}
         self._build(nodes, scenarios)

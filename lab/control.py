@@ -4,10 +4,12 @@ that tests and benchmarks ask for. Nothing a real cluster serves; clients never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from lab import effects
+from lab.faults import make_fault, parse_fault
 
 
 class LabControl:
@@ -15,12 +17,99 @@ class LabControl:
         self.cluster = cluster
         self._churn: asyncio.Task | None = None
         self.churned = 0
+        self._deleted: dict[str, Any] = {}  # node name -> its NodeState, while deleted
+        self._pending: set[asyncio.Task] = set()
 
-    async def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, action: str, params: dict[str, Any],
+                     method: str = "POST") -> dict[str, Any]:
+        if action == "faults":
+            return await self.faults(method, params)
         handler = getattr(self, f"do_{action.replace('-', '_')}", None)
         if handler is None:
             raise KeyError(f"no lab control action {action!r}")
         return await handler(**params)
+
+    # -- faults -------------------------------------------------------------------------------
+    async def faults(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET lists the faults in force; POST adds one (`{"spec": "api-down:for=5"}` or
+        `{"kind": "api-down", "for": 5, ...}`); DELETE clears them (all, or `{"kind": ...}`)."""
+        faults = self.cluster.faults
+        if method == "GET":
+            return {"faults": faults.listing()}
+        if method == "DELETE":
+            kind = params.get("kind")
+            gone = faults.clear(str(kind) if kind else None)
+            return {"cleared": [f.spec() for f in gone], "faults": faults.listing()}
+        if method != "POST":
+            raise ValueError(f"{method} is not supported on /lab/v1/faults (GET, POST, DELETE)")
+        if "spec" in params:
+            if set(params) != {"spec"}:
+                raise ValueError("give either spec or kind with parameters, not both")
+            fault = parse_fault(str(params["spec"]))
+        else:
+            values = dict(params)
+            kind = values.pop("kind", None)
+            if not kind:
+                raise ValueError('a fault needs "spec" or "kind"')
+            fault = make_fault(str(kind), values)
+        if fault.node and fault.node not in self.cluster.nodes:
+            raise ValueError(f"no node {fault.node!r} in this lab")
+        faults.add(fault)
+        return {"fault": fault.describe(), "faults": faults.listing()}
+
+    # -- nodes come and go --------------------------------------------------------------------
+    async def do_delete_node(self, node: str, after: float = 0.0) -> dict[str, Any]:
+        """Delete a Node object (and its lease), now or `after` s (at most 60) from now, as when
+        an autoscaler removes an instance. The machine stays reachable; restore-node brings the
+        Node back."""
+        if node not in self.cluster.nodes:
+            raise ValueError(f"no node {node!r} in this lab")
+        self._later(after, lambda: self._delete_node(node))
+        return {"node": node, "deleted_in": max(0.0, float(after))}
+
+    async def do_restore_node(self, node: str, after: float = 0.0) -> dict[str, Any]:
+        """Put a deleted Node back (created anew), now or `after` s from now."""
+        if node not in self._deleted:
+            raise ValueError(f"{node!r} was not deleted by the lab control")
+        self._later(after, lambda: self._restore_node(node))
+        return {"node": node, "restored_in": max(0.0, float(after))}
+
+    def _later(self, after: float, action) -> None:
+        after = max(0.0, min(float(after), 60.0))
+        if not after:
+            action()
+            return
+        task = asyncio.get_running_loop().create_task(self._after(after, action))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    @staticmethod
+    async def _after(delay: float, action) -> None:
+        await asyncio.sleep(delay)
+        action()
+
+    def _delete_node(self, node: str) -> None:
+        c = self.cluster
+        state = c.nodes.pop(node, None)
+        if state is None:
+            return
+        with contextlib.suppress(ValueError):
+            state.machine.listeners.remove(c._machine_changed)
+        self._deleted[node] = state
+        c.store["leases"].delete("kube-node-lease", node)
+        c.store["nodes"].delete("", node)
+
+    def _restore_node(self, node: str) -> None:
+        c = self.cluster
+        state = self._deleted.pop(node, None)
+        if state is None:
+            return
+        now = time.time()
+        state.created = now
+        c.nodes[node] = state
+        state.machine.listeners.append(c._machine_changed)
+        c.store["nodes"].put(c.node_object(state))
+        c._put_lease(state)
 
     async def do_status(self) -> dict[str, Any]:
         c = self.cluster

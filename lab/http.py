@@ -101,6 +101,10 @@ class BadRequest(Exception):
     pass
 
 
+class DropConnection(Exception):
+    """Raised by a streaming body to cut the connection at once (a reset, no final chunk)."""
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -372,6 +376,9 @@ class _Connection:
             await self._drain()
             return not eof.done()
         except (ConnectionError, asyncio.TimeoutError, OSError, ssl.SSLError):
+            return False
+        except DropConnection:
+            writer.transport.abort()
             return False
         except Exception:
             traceback.print_exc(file=sys.stderr)

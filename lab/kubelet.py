@@ -28,6 +28,7 @@ from typing import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import parse_qs
 
 from lab import http as lab_http
+from lab.faults import garble_metrics
 from lab.metrics import (KubeletMetrics, attach, render_cadvisor, render_configz,
                          render_goroutines)
 from lab.pki import CA, Issued, server_context
@@ -63,7 +64,7 @@ def _text(status: int, body: str, extra: Mapping[str, str] | None = None) -> Kub
     headers = {"Content-Type": TEXT, "X-Content-Type-Options": "nosniff"}
     if extra:
         headers.update(extra)
-    return KubeletResponse(status, headers, body.encode())
+    return KubeletResponse(status, headers, body.encode("utf-8", "surrogateescape"))
 
 
 def _not_found() -> KubeletResponse:
@@ -171,6 +172,10 @@ async def _route(machine, method: str, path: str, q: dict[str, list[str]], heade
     if path == "/metrics":
         metrics = attach(machine)
         body = metrics.render(machine, now)
+        faults = getattr(machine, "lab_faults", None)
+        broken = faults.active("metrics-garbage", machine.name) if faults is not None else None
+        if broken is not None:
+            body = garble_metrics(body, broken["mode"])
         hdrs = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         if "gzip" in (_header(headers, "accept-encoding") or ""):
             body = gzip.compress(body, compresslevel=1)

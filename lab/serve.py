@@ -60,7 +60,11 @@ class Lab:
         seed: int = 1,
         node_ssh_port: int = 22,
         quiet: bool = True,
+        faults: list[str] | None = None,
     ) -> None:
+        from lab.faults import parse_fault
+
+        self.faults = [parse_fault(spec) for spec in faults or ()]  # FaultError: a clear line
         self.dir = Path(directory)
         self.node_count = nodes
         self.scenarios = scenarios
@@ -104,12 +108,25 @@ class Lab:
         await self.ssh.start(machines, client_key.export_public_key().decode(),
                              node_port=self.node_ssh_port)
         self._write_files(client_key)
+        self._arm_faults(machines)
         # Hundreds of thousands of long-lived objects: keep the cyclic collector from walking
         # them all (a full collection would stall every listener for a good part of a second).
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 1000)
         self._ticker = asyncio.create_task(self._tick_loop())
+
+    def _arm_faults(self, machines: dict) -> None:
+        from lab.faults import flood_journal
+
+        faults = self.cluster.faults
+        faults.runners["api-down"] = self.api.outage
+        faults.runners["journal-hostile"] = lambda fault: flood_journal(fault, machines)
+        self.ssh.attach_faults(faults)
+        for m in machines.values():
+            m.lab_faults = faults
+        for fault in self.faults:
+            faults.add(fault)
 
     async def _kubelet_token(self, token: str) -> bool:
         """The kubelet's webhook authentication: a token the API server knows."""
@@ -181,6 +198,8 @@ class Lab:
             await asyncio.sleep(max(0.05, TICK - (time.monotonic() - started)))
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.faults.stop()
         if self._ticker:
             self._ticker.cancel()
         if self._block_lock is not None:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import asyncssh
 
 from lab import shell
+from lab.faults import Fault, FaultSet
 from lab.machine import Machine
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
@@ -52,10 +53,13 @@ class _Server(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.lab._conns.add(conn)
+        if self.node is None:
+            self.lab._bastion_conns.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
             self.lab._conns.discard(self.conn)
+            self.lab._bastion_conns.discard(self.conn)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -107,7 +111,12 @@ class SshLab:
         self._targets: dict[tuple[str, int], tuple[str, int]] = {}
         self._client_blobs: set[str] = set()
         self._conns: set[asyncssh.SSHServerConnection] = set()
+        self._bastion_conns: set[asyncssh.SSHServerConnection] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._sessions: dict[asyncio.Task, tuple[str, Any, float]] = {}  # node, conn, began
+        self._bastion_key: Any = None
+        self.faults: FaultSet | None = None
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, machines: dict[str, Machine], client_public_key: Any,
@@ -117,14 +126,57 @@ class SshLab:
             [client_public_key]
         self._client_blobs = {_public_line(k).split()[1] for k in keys}
         self.bastion_host = host
-        bastion_key = asyncssh.generate_private_key("ssh-ed25519")
+        self._bastion_key = bastion_key = asyncssh.generate_private_key("ssh-ed25519")
         self.bastion_host_key = bastion_key.export_public_key("openssh").decode().strip()
-        self._bastion = await asyncssh.listen(
-            host, 0, server_host_keys=[bastion_key], server_factory=lambda: _Server(self, None),
-            allow_pty=False, x11_forwarding=False, agent_forwarding=False,
-            keepalive_interval=30, login_timeout=30)
+        self._bastion = await self._listen_bastion(host, 0)
         self.bastion_port = self._bastion.get_port()
         await self._start_nodes(node_port)
+
+    async def _listen_bastion(self, host: str, port: int):
+        return await asyncssh.listen(
+            host, port, server_host_keys=[self._bastion_key],
+            server_factory=lambda: _Server(self, None), allow_pty=False,
+            x11_forwarding=False, agent_forwarding=False, keepalive_interval=30,
+            login_timeout=30, reuse_address=True)
+
+    # -- faults ------------------------------------------------------------------------------------
+    def attach_faults(self, faults: FaultSet) -> None:
+        self.faults = faults
+        faults.runners["bastion-down"] = self._bastion_outage
+        faults.runners["ssh-drop"] = self._drop_sessions
+
+    async def _bastion_outage(self, fault: Fault) -> None:
+        """The bastion stops listening and its connections are aborted until the fault ends."""
+        if self._bastion is None:
+            return
+        self._bastion.close()
+        for conn in list(self._bastion_conns):
+            conn.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._bastion.wait_closed(), 2)
+        self._bastion = None
+        try:
+            assert self.faults is not None
+            await self.faults.until_over(fault)
+        finally:
+            for _ in range(50 if not self._stopping else 0):
+                try:
+                    self._bastion = await self._listen_bastion(self.bastion_host,
+                                                               self.bastion_port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+
+    async def _drop_sessions(self, fault: Fault) -> None:
+        """Abort the node connection under every session that has run `every` s (so a followed
+        stream is cut mid-way), for as long as the fault lasts."""
+        assert self.faults is not None
+        while fault.active():
+            now = time.time()
+            for node, conn, began in list(self._sessions.values()):
+                if fault.applies_to(node) and now - max(began, fault.begins) >= fault["every"]:
+                    conn.abort()
+            await asyncio.sleep(0.1)
 
     async def _start_nodes(self, node_port: int) -> None:
         port = node_port
@@ -186,6 +238,7 @@ class SshLab:
         raise last or OSError("cannot bind a node listener")
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         for conn in list(self._conns):
@@ -212,7 +265,9 @@ class SshLab:
     def _session(self, name: str, process: asyncssh.SSHServerProcess):
         task = asyncio.ensure_future(self._run_session(name, process))
         self._tasks.add(task)
+        self._sessions[task] = (name, process.channel.get_connection(), time.time())
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._sessions.pop(t, None))
         return task
 
     async def _run_session(self, name: str, process: asyncssh.SSHServerProcess) -> None:
@@ -249,8 +304,9 @@ class SshLab:
                        line: str, *, stdin: bool, interrupt: asyncio.Future | None = None) -> int:
         """Run one line; a closed channel (or ^C) cancels it."""
         out, err = self._writers(process)
-        run = asyncio.ensure_future(shell.run_line(
-            session, line, out, err, stdin=process.stdin if stdin else None))
+        run = asyncio.ensure_future(self._faulty(shell.run_line(
+            session, line, out, err, stdin=process.stdin if stdin else None),
+            session.machine.name, line, out))
         closed = asyncio.ensure_future(process.channel.wait_closed())
         waiters = {run, closed}
         if interrupt is not None:
@@ -267,6 +323,30 @@ class SshLab:
         if interrupt is not None and interrupt.done():
             return 130
         raise ConnectionResetError
+
+    async def _faulty(self, command, node: str, line: str, out) -> int:
+        """Run a command line under the SSH faults in force: ssh-hang holds it until the fault
+        ends; ssh-huge adds its flood of output after what the command printed."""
+        faults = self.faults
+        if faults is None or not faults.faults:
+            return await command
+        hang = faults.active("ssh-hang", node)
+        if hang is not None and hang["match"] in line:
+            try:
+                await faults.until_over(hang)
+            except asyncio.CancelledError:
+                command.close()
+                raise
+        huge = faults.active("ssh-huge", node)
+        status = await command
+        if huge is not None and huge["match"] in line:
+            row = ("lab fault ssh-huge: " + "x" * 107 + "\n")
+            block = row * (65536 // len(row))
+            left = huge["bytes"]
+            while left > 0:
+                await out(block[:left])
+                left -= len(block)
+        return status
 
     async def _interactive(self, process: asyncssh.SSHServerProcess,
                            session: shell.Session) -> int:

@@ -12,6 +12,12 @@ Events are queued and handed to `emit` from the thread that called `run`, in bat
 arrives within `batch_window` (30 ms) of the first event, or up to `batch_max` records. Adjacent
 events of the same kind are merged, so a burst of watch events is one `upsert` with many nodes.
 
+Failures: a watch that breaks after running a while (QUIET_RETRY) is made again at once, quietly;
+when that fails too, or a watch breaks soon after opening, the stream reports `connection` lost and
+retries with exponential backoff and full jitter (`backoff`: 0.5 s doubling up to 5 s, so the feed
+is live again within seconds of the API server's return). Resuming a watch replays what happened
+meanwhile (deletions included); a 410 Gone relists, and `synced` drops the nodes that went.
+
 Consumer contract:
   reset      forget which nodes were seen; keep showing them until `synced`
   chunk      nodes from the list (a page); mark them seen
@@ -27,6 +33,7 @@ Consumer contract:
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -66,6 +73,8 @@ class _Stopped(Exception):
 _MERGEABLE = frozenset({"upsert", "delete", "leases"})
 
 
+STABLE_WATCH = 30.0  # s a watch must have run for its failure to restart the backoff
+QUIET_RETRY = 5.0  # s a watch must have run for its break to be retried at once, unreported
 FIRST_PAGE = 100  # the first list page is small: rows on screen sooner, the bulk follows
 
 
@@ -73,7 +82,7 @@ class FleetFeed:
     """Nodes, leases and pod counts of one cluster, live. See the module docstring."""
 
     def __init__(self, kube: Kube, *, chunk: int = 500, clock: Callable[[], float] = time.time,
-                 backoff: tuple[float, float] = (0.5, 15.0), pod_interval: float = 60.0,
+                 backoff: tuple[float, float] = (0.5, 5.0), pod_interval: float = 60.0,
                  batch_window: float = 0.03, batch_max: int = 5000,
                  watch_timeout: float = 300.0, read_timeout: float = 30.0,
                  leases: bool = True, pods: bool = True,
@@ -110,6 +119,7 @@ class FleetFeed:
         self._down = False
         self._state = threading.Lock()
         self._node_stream = None
+        self._opened: dict[str, float] = {}  # stream -> when its watch last opened (monotonic)
 
     # -- the public side --------------------------------------------------------------------------
     def run(self, emit: Callable[[list[FleetEvent]], None], stop: threading.Event) -> None:
@@ -222,6 +232,12 @@ class FleetFeed:
         if back:
             self._put(FleetEvent("connection", connected=True, at=self.clock()))
 
+    def _ran(self, stream: str) -> float:
+        """How long the stream's last watch had been open when it broke (-inf: it never
+        opened since the last break), once: a second call says -inf."""
+        opened = self._opened.pop(stream, math.inf)
+        return time.monotonic() - opened
+
     def _wait(self, attempt: int) -> None:
         """Exponential backoff with full jitter; returns early (raising) when stopped."""
         low, high = self.backoff
@@ -258,6 +274,11 @@ class FleetFeed:
             except KubeError as err:
                 if self._stop.is_set():
                     return
+                ran = self._ran("nodes")
+                if ran >= STABLE_WATCH:
+                    attempt = 0  # the watch had run well for a while: a fresh failure
+                if ran >= QUIET_RETRY:
+                    continue  # one broken connection: watch again at once before telling
                 self._failed("nodes", str(err))
                 self._wait(attempt)
                 attempt += 1
@@ -294,6 +315,7 @@ class FleetFeed:
                                  doing="watch nodes")
         with self._rv_lock:
             self._node_stream = stream
+        self._opened["nodes"] = time.monotonic()
         self._ok("nodes")
         clock = self.clock
         try:
@@ -370,6 +392,11 @@ class FleetFeed:
                 if err.status == 403:
                     self.notes["leases"] = str(err)
                     return
+                ran = self._ran("leases")
+                if ran >= STABLE_WATCH:
+                    attempt = 0
+                if ran >= QUIET_RETRY:
+                    continue
                 self._failed("leases", str(err))
                 self._wait(attempt)
                 attempt += 1
@@ -378,6 +405,7 @@ class FleetFeed:
         timeout = int(self.watch_timeout * (1 + random.random()) / 2) or 1
         stream = self.kube.watch(path, self.lease_version, timeout_seconds=timeout,
                                  read_timeout=self.read_timeout, doing="watch leases")
+        self._opened["leases"] = time.monotonic()
         self._ok("leases")
         try:
             for lines in stream.batches():

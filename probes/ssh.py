@@ -494,7 +494,7 @@ class SshClient:
                     bastion: bool) -> asyncssh.SSHClientConnection:
         client = _Client()
         kw: dict[str, Any] = dict(
-            config=self.config.paths, tunnel=tunnel, client_factory=lambda: client,
+            config=self.config.paths_for(hop.alias), tunnel=tunnel, client_factory=lambda: client,
             known_hosts=self._known.load(hop.known_hosts),
             connect_timeout=self.connect_timeout or hop.connect_timeout,
             keepalive_count_max=self.keepalive_count_max)

@@ -28,7 +28,7 @@ RESUME_LINES = 100_000  # how many journal lines a resumed follow may replay at 
 _SHORT = re.compile(r"^([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? ")
 _ISO = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:[.,]\d+)?"
                   r"(Z|[+-]\d\d(?::?\d\d)?)? ")
-_UNIX = re.compile(r"^(\d{9,})(?:\.\d+)? ")
+_UNIX = re.compile(r"^(\d{9,12})(?:\.\d+)? ")
 _OPERATORS = set("|&;<>()`$\n")
 _TAKES_ARG = {"-u", "--unit", "-o", "--output", "-p", "--priority", "-g", "--grep", "-t",
               "--identifier", "-S", "--since", "-U", "--until", "-D", "--directory", "-M",
@@ -102,7 +102,14 @@ class JournalResume:
 
     # -- watching lines ---------------------------------------------------------------------
     def _stamp(self, line: str) -> tuple[tuple | None, str | None, str | None]:
-        """(key, since value, cursor) for one output line; key None when it has no stamp."""
+        """(key, since value, cursor) for one output line; key None when it has no stamp (or
+        one that is not a real time: a line never stops the stream)."""
+        try:
+            return self._read_stamp(line)
+        except (ValueError, OverflowError, RecursionError, TypeError):
+            return None, None, None
+
+    def _read_stamp(self, line: str) -> tuple[tuple | None, str | None, str | None]:
         fmt = self.format
         if fmt in SHORT_FORMATS:
             m = _SHORT.match(line)
@@ -111,6 +118,7 @@ class JournalResume:
             month, day = MONTHS[m.group(1)], int(m.group(2))
             h, mi, s = int(m.group(3)), int(m.group(4)), int(m.group(5))
             year = _year_for(month)
+            datetime(year, month, day, h, mi, min(s, 59))  # ValueError for Feb 31 or 25:00
             return ((month, day, h, mi, s),
                     f"{year:04d}-{month:02d}-{day:02d} {h:02d}:{mi:02d}:{s:02d}", None)
         if fmt in ("short-iso", "short-iso-precise"):
@@ -128,7 +136,11 @@ class JournalResume:
         if fmt in ("json", "json-seq"):
             try:
                 obj = json.loads(line.lstrip("\x1e"))
-                micros = int(obj.get("__REALTIME_TIMESTAMP"))
+                stamp = obj.get("__REALTIME_TIMESTAMP")
+                if isinstance(stamp, bool) or not isinstance(stamp, (int, str)) or \
+                        not str(stamp).isdigit() or len(str(stamp)) > 19:
+                    return None, None, None
+                micros = int(stamp)
             except (ValueError, TypeError, AttributeError):
                 return None, None, None
             epoch = micros // 1_000_000
@@ -216,6 +228,7 @@ def _year_for(month: int) -> int:
 
 def _iso_epoch(m: re.Match) -> int:
     y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
+    datetime(y, mo, d, h, mi, min(s, 59))  # ValueError for a date that does not exist
     zone = m.group(7)
     if zone is None:
         return int(time.mktime((y, mo, d, h, mi, s, 0, 0, -1)))

@@ -412,10 +412,11 @@ async def test_signals_fill_from_scrapes_and_name_the_path():
 
 
 # -- outside text ------------------------------------------------------------------------------------
-def test_clean_line_strips_escapes_and_shows_controls():
-    assert clean_line("\x1b[31mred\x1b[0m plain") == "red plain"
+def test_clean_line_shows_escapes_and_controls_as_text():
+    assert clean_line("\x1b[31mred\x1b[0m plain") == "\\x1b[31mred\\x1b[0m plain"
     assert clean_line("bell\x07 nul\x00") == "bell\\x07 nul\\x00"
-    assert clean_line("osc \x1b]0;title\x07 done") == "osc  done"
+    assert clean_line("osc \x1b]0;title\x07 done") == "osc \\x1b]0;title\\x07 done"
+    assert "\n" not in clean_line("two\nlines")
     assert clean_line("[bold]markup[/]") == "[bold]markup[/]"
 
 
@@ -430,7 +431,7 @@ async def test_journal_shows_escapes_and_markup_literally():
         await settled(screen, pilot, ctx)
         text = [s.text for s in screen.journal.log_view.lines]
         joined = "\n".join(text)
-        assert "E1106 red [bold]markup[/]  end" in joined
+        assert "E1106 \\x1b[31mred\\x1b[0m [bold]markup[/] \\x1b]0;pwned\\x07 end" in joined
         assert "[link=http://x]click[/link] \\x08" in joined
         assert "\x1b" not in joined
         assert any("stream interrupted" in t for t in text)  # the gap, as a marker line

@@ -35,6 +35,9 @@ def _lab_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", action="append", default=[], metavar="S[@NODE]",
                    help="make NODE (or the next healthy node) fail with scenario S; repeatable")
     p.add_argument("--seed", type=int, default=1, help="seed for the lab's random choices")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault KIND[:KEY=VALUE,...], e.g. api-down:for=10,after=30 "
+                        "(see lab/INTERNALS.md); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +136,12 @@ def cmd_lab_serve(args: argparse.Namespace) -> int:
         print("nodewb lab serve: --dir DIR is required", file=sys.stderr)
         return 2
     _raise_fd_limit()
-    lab = Lab(args.dir, nodes=args.nodes, scenarios=args.scenario or None, seed=args.seed)
+    try:
+        lab = Lab(args.dir, nodes=args.nodes, scenarios=args.scenario or None, seed=args.seed,
+                  faults=args.fault)
+    except ValueError as err:
+        print(f"nodewb lab serve: {err}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve_forever(lab))
     except (ValueError, OSError, RuntimeError) as err:
@@ -148,7 +156,7 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
     _raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="nodewb-lab-") as tmp:
         embedded = EmbeddedLab(Path(tmp), nodes=args.nodes, scenarios=args.scenario or None,
-                               seed=args.seed)
+                               seed=args.seed, faults=args.fault)
         try:
             embedded.start()
         except Exception as err:

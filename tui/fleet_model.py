@@ -16,16 +16,20 @@ from probes.kube import NodeRecord
 READY_RANK = {"False": 0, "Unknown": 1, "True": 2}
 PRESSURES = (("MemoryPressure", "M"), ("DiskPressure", "D"), ("PIDPressure", "P"))
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# bidirectional overrides and isolates (they reorder what the eye reads), and lone surrogates
+# (JSON may carry them; no terminal can be sent one)
+_UNSHOWABLE = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def clean(text: Any) -> str:
-    """Text from the outside world made safe for one table cell: no control characters."""
+    """Text from the outside world made safe for one table cell: no control characters, no
+    bidirectional overrides, no lone surrogates."""
     if text is None:
         return ""
     text = str(text)
     if text.isprintable():
         return text.strip()
-    return _CONTROL.sub(" ", text).strip()
+    return _UNSHOWABLE.sub("\ufffd", _CONTROL.sub(" ", text)).strip()
 
 
 def age_text(then: float, now: float) -> str:

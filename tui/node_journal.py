@@ -1,5 +1,6 @@
-"""The kubelet journal panel: a bounded buffer of outside lines, shown literally, batched per frame,
-with search (filter and highlight) and pause (the view stops, the buffer keeps filling)."""
+"""The kubelet journal panel: a bounded buffer of outside lines, shown literally (escapes as text),
+batched per frame, with search (filter and highlight) and pause (the view stops, the buffer keeps
+filling)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,37 @@ from textual.widgets import Input, RichLog, Static
 KEEP_LINES = 5000  # lines the panel remembers (searching looks through all of them)
 SHOWN_PER_FRAME = 2000  # at most this many new lines drawn in one frame (the newest win)
 
-# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), and two-byte ESC sequences.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?"
-                      r"|\x9b[0-?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_SHOWN = 4000  # characters of one line shown; the rest is counted, not drawn
+
+# Everything that could act on a terminal or fool the eye is shown as an escape instead: C0 and C1
+# controls (ESC starts every CSI/OSC sequence, 0x9b is the one-byte CSI), DEL, the bidirectional
+# overrides and isolates, and the surrogates that carry bytes which were not UTF-8.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
+                     "\u2066-\u2069\udc80-\udcff]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a raw byte kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def clean_line(line: str) -> str:
-    """An outside line made safe to show: escape sequences removed, other control characters
-    shown as \\xNN, tabs expanded. The result is plain text (callers never parse it as markup)."""
-    if "\x1b" in line or "\x9b" in line:
-        line = _ESCAPES.sub("", line)
+    """An outside line made safe to show, literally: escape sequences and other control
+    characters appear as \\xNN text (`\\x1b[31m`), never act on the terminal; tabs are expanded;
+    a line past MAX_SHOWN characters is cut with a note. The result is plain text (callers
+    never parse it as markup, so `[bold]` stays `[bold]`)."""
     line = line.rstrip("\r\n")
+    extra = len(line) - MAX_SHOWN
+    if extra > 0:
+        line = line[:MAX_SHOWN]
     if "\t" in line:
         line = line.expandtabs(4)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+    line = _UNSAFE.sub(_escape, line)
+    if extra > 0:
+        line += f" … [{extra:,} more characters not shown]"
+    return line
 
 
 @dataclass(slots=True)
