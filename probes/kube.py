@@ -317,6 +317,40 @@ class Kube:
             raise self._status_error(response.status, response.reason, body, doing)
         raise AssertionError("unreachable")
 
+    def send(self, method: str, path: str, body: Any = None, *,
+             content_type: str = "application/json", doing: str = "",
+             timeout: tuple[float, float] | None = None) -> dict:
+        """One write (POST, PUT, PATCH, DELETE) of `body` as JSON; the parsed answer (2xx).
+        Anything else raises KubeError worded for a person, with `status`. Not retried: a
+        write may have happened even when the answer was lost."""
+        import urllib3
+
+        doing = doing or f"{method} {path}"
+        data = None if body is None else json.dumps(body).encode()
+        connect, read = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)
+        for attempt in (0, 1):
+            headers = self._headers("application/json")
+            headers.pop("Accept-Encoding", None)
+            if data is not None:
+                headers["Content-Type"] = content_type
+            try:
+                response = self.pool.request(method, self.server + path, body=data,
+                                             headers=headers, preload_content=True,
+                                             retries=False,
+                                             timeout=urllib3.Timeout(connect=connect, read=read))
+            except Exception as err:
+                raise self.explain(err, doing) from None
+            if 200 <= response.status < 300:
+                try:
+                    return json.loads(response.data or b"{}")
+                except ValueError:
+                    return {}
+            if response.status == 401 and attempt == 0 and self.reauthenticate():
+                continue
+            raise self._status_error(response.status, response.reason or "",
+                                     response.data or b"", doing)
+        raise AssertionError("unreachable")
+
     def get_json(self, path: str, params: dict[str, Any] | None = None, *,
                  accept: str = "application/json", timeout: tuple[float, float] | None = None,
                  doing: str = "") -> dict:

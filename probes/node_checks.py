@@ -59,7 +59,8 @@ def _then(head: str, tail: str) -> str:
     """A line holding `head` and later `tail`, matched in time linear in the line: the atomic
     group commits to the first `head`, so a line of many heads and no tail is not retried from
     each of them."""
-    return rf"(?m)^(?>[^\n]*?(?:{head}))[^\n]*(?:{tail})"
+    return rf"(?:\A|(?<=\n))(?>[^\n]*?(?:{head}))[^\n]*(?:{tail})"
+
 
 # The error strings the runbooks name, as (label, regex). Matched case-insensitively.
 JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
