@@ -304,6 +304,8 @@ class Kube:
             except KubeError:
                 raise
             except Exception as err:
+                if attempt == 0 and _closed_under_us(err):
+                    continue  # a kept-alive connection the server had just closed: a GET is safe
                 raise self.explain(err, doing) from None
             if response.status == 200:
                 return response
@@ -559,6 +561,29 @@ def _pool(cfg: Any) -> Any:
     if proxy:
         return urllib3.ProxyManager(proxy, **options)
     return urllib3.PoolManager(**options)
+
+
+def _closed_under_us(err: BaseException) -> bool:
+    """The server closed the connection before answering (a pooled keep-alive connection it
+    had just timed out), as opposed to a timeout or a refusal."""
+    import http.client
+
+    import urllib3
+
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (http.client.RemoteDisconnected, ConnectionResetError,
+                            BrokenPipeError)):
+            return True
+        if isinstance(cur, urllib3.exceptions.MaxRetryError):
+            cur = cur.reason
+            continue
+        nxt = cur.args[1] if isinstance(cur, urllib3.exceptions.ProtocolError) and \
+            len(cur.args) > 1 and isinstance(cur.args[1], BaseException) else None
+        cur = nxt or cur.__cause__ or cur.__context__
+    return False
 
 
 def _retries() -> Any:

@@ -265,7 +265,8 @@ class Resolved:
         try:
             KubeConfigLoader(doc, active_context=self.context,
                              config_base_path="").load_and_set(configuration)
-        except (ConfigException, OSError, ValueError, TypeError, KeyError) as err:
+        except (ConfigException, OSError, ValueError, TypeError, KeyError,
+                AttributeError) as err:  # a field of the wrong type deep in the loader
             raise KubeError(f"context {self.context!r} in {self.where} could not be used: "
                             f"{err}") from None
         configuration.host = self.server

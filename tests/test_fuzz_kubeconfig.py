@@ -150,3 +150,12 @@ def test_token_file_that_is_a_descriptor_number() -> None:
     else:
         raise AssertionError("an int tokenFile was accepted")
     os.fstat(1)  # still open
+
+
+def test_a_server_that_is_a_list_is_a_clear_error() -> None:
+    """Found by the fuzzer: the client library's loader raised AttributeError on it."""
+    doc = {"clusters": [{"name": "c1", "cluster": {"server": [None]}}],
+           "users": [{"name": "u1", "user": {"auth-provider": "0"}}],
+           "contexts": [{"name": "ctx", "context": {"cluster": "c1", "user": "u1"}}],
+           "current-context": "ctx"}
+    exercise(write("list-server.yaml", yaml.safe_dump(doc)))

@@ -212,7 +212,8 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
         before = len(fleet.events())
         fleet.wait(lambda f: any(e.kind == "leases" for e in f.events()[before:]),
                    why="leases still flowing on the refreshed token")
-    assert not any(e.kind == "connection" for e in fleet.events())
+    lost = [e for e in fleet.events() if e.kind == "connection"]
+    assert not lost, [(e.connected, e.error) for e in lost]
 
 
 def test_stop_returns_within_a_second_even_while_the_server_hangs(fresh_lab):

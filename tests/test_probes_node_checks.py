@@ -219,8 +219,20 @@ async def test_dmesg_oom_kills_kubelet(ssh):
 
 
 async def test_kubelet_process_missing_on_oom_node(ssh):
-    obs = await check(nc.kubelet_process(ssh, node("kubelet-oom")))
-    assert obs.status is Status.BAD
+    """The kernel kills the kubelet a few seconds after each restart; within one restart cycle
+    (about 15 s) the check finds it gone."""
+    import asyncio
+    import time
+
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        obs = await check(nc.kubelet_process(ssh, node("kubelet-oom")))
+        seen.append(obs.summary)
+        if obs.status is Status.BAD:
+            break
+        await asyncio.sleep(1.0)
+    assert obs.status is Status.BAD, seen
 
 
 async def test_kubelet_rss_above_limit_with_too_many_pods(ssh):
