@@ -61,6 +61,7 @@ class Hop:
     via: tuple["Hop", ...] = ()  # jump hosts in front of it, outermost first
     explicit_port: bool = False  # the port came from a jump spec, not the config
     explicit_user: bool = False
+    ciphers: bool = False  # the config names its Ciphers (then they are used as given)
 
     @property
     def address(self) -> str:
@@ -233,6 +234,7 @@ class SshConfig:
             identity_files=tuple(str(Path(p).expanduser()) for p in
                                  (cfg.get("IdentityFile") or ())),
             identities_only=bool(cfg.get("IdentitiesOnly")),
+            ciphers=cfg.get("Ciphers") is not None,
             connect_timeout=float(timeout) if timeout else self.connect_timeout,
             via=via, explicit_port=port is not None, explicit_user=user is not None)
 

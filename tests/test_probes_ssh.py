@@ -460,3 +460,16 @@ def test_ssh_config_lookups(tmp_path):
     assert parse_destination("host") == (None, "host", None)
     with pytest.raises(SshError):
         parse_destination("u@host:notaport")
+
+
+def test_the_cipher_preference_yields_to_the_ssh_config(tmp_path):
+    from probes.ssh import CIPHERS
+    from probes.ssh_target import SshConfig
+
+    path = tmp_path / "config"
+    path.write_text("Host pinned\n  HostName 127.0.0.1\n  Ciphers aes256-ctr\n"
+                    "Host free\n  HostName 127.0.0.1\n")
+    config = SshConfig(path)
+    assert config.resolve("pinned").ciphers is True
+    assert config.resolve("free").ciphers is False
+    assert CIPHERS[0].startswith("aes128-gcm") and "chacha20-poly1305@openssh.com" in CIPHERS
