@@ -94,3 +94,28 @@ def test_capture_errors_are_one_line(served_lab, tmp_path):
 
     r = nodewb("capture", "node-0001", "--kubeconfig", str(tmp_path / "nope"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_a_capture_killed_midway_leaves_no_bundle_and_harms_none(served_lab, tmp_path):
+    """SIGKILL while the hung runtime holds the capture up: no bundle (whole or partial) appears,
+    and the bundle captured before still verifies byte for byte."""
+    import signal
+
+    from triage.evidence import verify_bundle
+
+    evidence = tmp_path / "evidence"
+    env = {"NODEWB_EVIDENCE_DIR": str(evidence)}
+    first = nodewb("capture", SCENARIO_NODES["disk-full"], *lab_args(served_lab), env=env)
+    assert first.returncode == 0, first.stderr
+    (before,) = evidence.glob("*.tar.gz")
+    sha = hashlib.sha256(before.read_bytes()).hexdigest()
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "capture",
+                             SCENARIO_NODES["containerd-deadlock"], *lab_args(served_lab)],
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    time.sleep(4.0)  # crictl hangs for 10 s: the capture is still collecting
+    assert proc.poll() is None, "the capture ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert sorted(p.name for p in evidence.iterdir()) == [before.name]
+    assert verify_bundle(before, sha).sha256 == sha

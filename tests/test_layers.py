@@ -53,3 +53,17 @@ def test_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "x.py"
     bad.write_text("import os\nfrom textual.app import App\nimport tui.cli\n")
     assert {"textual", "tui"} <= imports_of(bad)
+
+
+def test_the_fleet_screen_starts_without_the_node_screens_machinery():
+    """Start-up time is first rows on screen: SSH, the actions and the node screen load when a
+    node is first opened, not when the app starts."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tui.app; print(sorted(m for m in ('asyncssh', 'tui.node_screen', "
+            "'triage.workflow', 'textual.widgets._markdown') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

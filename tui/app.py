@@ -17,7 +17,6 @@ from tui.feed import Feed, FeedEvent, FleetSource, Pump
 from tui.fleet_model import FleetModel
 from tui.fleet_screen import FleetScreen
 from tui.node_context import live_context
-from tui.node_screen import NodeScreen
 from tui.themes import DEFAULT_THEME, load_themes
 
 FRAME_HZ = 20
@@ -126,8 +125,9 @@ class NodewbApp(App):
                                     getattr(self.source, "server", "") or "")
             fleet.update_view(now)
             screen = self.screen
-            if isinstance(screen, NodeScreen):
-                screen.update_from(now)
+            update = getattr(screen, "update_from", None)  # the node screen, when it is open
+            if update is not None:
+                update(now)
         except NoMatches:  # the app is shutting down and has already removed the screens' widgets
             return
 

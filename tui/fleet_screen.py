@@ -14,7 +14,6 @@ from tui.fleet_header import FleetHeader
 from tui.fleet_model import COLUMN_BY_ID, GROUPS, FleetModel
 from tui.fleet_table import FleetTable
 from tui.help_screen import HelpScreen, key_help
-from tui.node_screen import NodeScreen
 
 
 class FilterInput(Input):
@@ -152,6 +151,8 @@ class FleetScreen(Screen):
 
     @on(FleetTable.Opened)
     def open_node(self, event: FleetTable.Opened) -> None:
+        from tui.node_screen import NodeScreen  # loaded on the first node opened, not at start
+
         self.app.push_screen(NodeScreen(self.model, event.name, self.clock()))
 
     @on(FleetTable.SortRequested)

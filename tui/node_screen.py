@@ -30,15 +30,12 @@ from probes.observation import Observation, Status
 from triage.timeline import Timeline
 from tui.fleet_model import FleetModel
 from tui.help_screen import HelpScreen, key_help
-from tui.node_actions import ActionScreen, ActionsMenu
 from tui.node_context import NodeContext
 from tui.node_diagnosis import DiagnosisPanel, siblings_from
 from tui.node_facts import PLAIN, describe, events_text, pods_text
 from tui.node_journal import JournalPanel
 from tui.node_probes_panel import ProbesPanel
-from tui.node_report import ReportScreen
 from tui.node_signals import SignalsPanel
-from tui.node_verify import VerifyScreen
 
 __all__ = ["NodeScreen", "describe", "new_lines"]
 
@@ -611,6 +608,8 @@ class NodeScreen(Screen):
                     markup=False)
 
     def action_actions(self) -> None:
+        from tui.node_actions import ActionScreen, ActionsMenu
+
         if not self._connected("an action"):
             return
         verdict = self.verdict()
@@ -645,6 +644,8 @@ class NodeScreen(Screen):
         self._watch(attempt, f"verifying {self.node_name}: Ready, lease, healthz, pods, journal")
 
     def _watch(self, attempt: Any, what: str) -> None:
+        from tui.node_verify import VerifyScreen
+
         quiet = self.context.verify_quiet if self.context is not None else None
 
         async def watch(on_progress) -> Any:
@@ -654,6 +655,7 @@ class NodeScreen(Screen):
 
     def action_report(self) -> None:
         from triage.report import incident_report, write_report
+        from tui.node_report import ReportScreen
 
         verdict = self.verdict()
         text = incident_report(self.timeline, verdict, self.bundle, self.node_name)
