@@ -315,3 +315,43 @@ def test_an_unwritable_audit_log_is_reported(tmp_path):
     assert "cannot write the audit log" in trail.check_writable()
     with pytest.raises(OSError):
         trail.write("refused", "x")
+
+
+async def test_an_interrupted_action_is_audited_with_how_far_it_got(tmp_path):
+    import asyncio
+
+    from triage.actions import ACTIONS, Plan, Step
+    from triage.audit import AuditLog
+    from triage.guards import OK, Check, GuardReport, override_phrase
+    from triage.workflow import Attempt
+
+    started = asyncio.Event()
+
+    async def hangs() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return ""
+
+    async def never() -> str:
+        raise AssertionError("the second step must not start")
+
+    action = ACTIONS["restart-containerd"]
+    plan = Plan(action, "node-0004", [Step("node", "sudo -n systemctl restart containerd", hangs),
+                                      Step("node", "sudo -n systemctl restart kubelet", never)],
+                [], True, True)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    attempt = Attempt(None, None, None, "node-0004", enabled=True, audit_log=log)
+    attempt.plan = plan
+    attempt.report = GuardReport(action.id, "node-0004", [Check("enabled", OK, "on")])
+    attempt.capture_error = "capture failed: test"
+    cleared = attempt.clear(override_phrase("node-0004"))
+    task = asyncio.create_task(attempt.run(cleared))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    (record,) = list(log.records())
+    assert record["result"] == "failed" and record["override"] is True
+    assert "interrupted with 1 of 2 step(s) started" in record["reason"]

@@ -15,6 +15,7 @@ fixed; one act_id ties them) and, when a timeline is given, onto the timeline.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,22 @@ class Attempt:
                   ) -> RunResult:
         assert self.plan is not None
         self.started = time.monotonic()
-        result = await run_plan(self.plan, cleared, on_step=on_step)
+        done: list[str] = []
+
+        def step(text: str) -> None:
+            done.append(text)
+            if on_step is not None:
+                on_step(text)
+        try:
+            result = await run_plan(self.plan, cleared, on_step=step)
+        except asyncio.CancelledError:  # Ctrl-C, or the app closed: the record says how far
+            self._write(self.plan.action.id, "failed",
+                        f"interrupted with {sum(t.startswith('running: ') for t in done)} of "
+                        f"{len(self.plan.steps)} step(s) started; check the node",
+                        **{**plan_fields(self.plan, self.report, self.verdict),
+                           **cleared_fields(cleared),
+                           "duration": round(time.monotonic() - self.started, 3)})
+            raise
         self.ran = {**plan_fields(self.plan, self.report, self.verdict),
                     **cleared_fields(cleared),
                     "duration": round(result.finished - result.started, 3)}
