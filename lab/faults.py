@@ -258,7 +258,10 @@ def garble_metrics(body: bytes, mode: str, rng: random.Random | None = None) -> 
         junk = [b"this is not a metric", b"kubelet_broken{unclosed=\"x 1",
                 b"# TYPE", b"# TYPE kubelet_running_pods notatype", b"\xff\xfe\x00garbage",
                 b"name_only", b"kubelet_running_pods 1 2 3 4", b"{}{}{} 12",
-                b"kubelet_x{a=\"\\q\"} 1", b"kubelet_y 1e99999999"]
+                b"kubelet_x{a=\"\\q\"} 1", b"kubelet_y 1e99999999",
+                # broken lines of the families a client reads
+                b"kubelet_pleg_relist_duration_seconds_bucket{le=\"0.005\" 12",
+                b"go_goroutines twelve", b"process_resident_memory_bytes"]
         out: list[bytes] = []
         for i, line in enumerate(lines):
             out.append(line)

@@ -515,6 +515,8 @@ class KubeletClient:
             if fig.value is not None:
                 parts.append(f"{label} {fig.text()}")
         summary = f"metrics via {obs.via}: " + (", ".join(parts) or "no figures")
+        if s.bad_lines:
+            summary += f" ({s.bad_lines} line{'s' if s.bad_lines != 1 else ''} unreadable)"
         if breaches:
             summary += " | " + "; ".join(breaches)
         return Observation(obs.probe, node, Status.BAD if breaches else Status.OK, obs.started,

@@ -100,6 +100,8 @@ async def test_a_flood_of_output_is_cut_and_broken_metrics_are_outlived(clean, s
         metrics = by["kubelet.metrics"]  # what could be read is used, the rest is left out
         assert metrics.status in (Status.OK, Status.BAD), (mode, metrics)
         assert "via" in metrics.summary and "nan" not in metrics.summary.lower(), metrics
+        if mode == "garbage":  # broken lines of the families read are said, not hidden
+            assert "unreadable" in metrics.summary and metrics.data["bad_lines"] > 0, metrics
         faults(lab, "DELETE", {"kind": "metrics-garbage"})
 
 

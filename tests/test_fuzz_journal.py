@@ -169,3 +169,16 @@ def test_clean_line_one_megabyte() -> None:
     shown = clean_line(line[:1_000_000])
     assert time.monotonic() - started < 5
     assert "\x1b" not in shown
+
+
+def test_journal_patterns_combine_into_one_expression_and_match_any_line():
+    import re
+
+    from probes.node_checks import JOURNAL_PATTERNS
+
+    combined = re.compile("|".join(f"(?:{rx})" for _, rx in JOURNAL_PATTERNS), re.I)
+    text = ("I1121 10:00:00 kubelet.go:1] fine\n"
+            'E1121 10:00:01 kubelet.go:2] "ListContainers with filter from runtime service '
+            'failed" err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"')
+    assert combined.search(text)
+    assert not combined.search("I1121 ListContainers ok\nI1121 context deadline exceeded")

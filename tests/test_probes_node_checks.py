@@ -413,15 +413,3 @@ async def test_node_probes_hang_never_blocks_others():
     assert by["node.crictl.ps"].status is Status.HUNG
     assert by["node.df.space"].status is Status.ERROR  # empty output, with a reason
 
-
-def test_journal_patterns_combine_into_one_expression_and_match_any_line():
-    import re
-
-    from probes.node_checks import JOURNAL_PATTERNS
-
-    combined = re.compile("|".join(f"(?:{rx})" for _, rx in JOURNAL_PATTERNS), re.I)
-    text = ("I1121 10:00:00 kubelet.go:1] fine\n"
-            'E1121 10:00:01 kubelet.go:2] "ListContainers with filter from runtime service '
-            'failed" err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"')
-    assert combined.search(text)
-    assert not combined.search("I1121 ListContainers ok\nI1121 context deadline exceeded")
