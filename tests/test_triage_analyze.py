@@ -581,3 +581,20 @@ def test_a_command_that_printed_nothing_is_still_judged(tmp_path):
     assert got.status is Status.BAD and got.data["running"] is False
     ev = read_evidence(write(tmp_path / "plain", {"ps-kubelet.txt": ""}))
     assert ev.observations == [] and ev.notes == ["ps-kubelet.txt: skipped (empty)"]
+
+
+def test_a_lease_the_api_server_did_not_have_is_evidence(tmp_path):
+    """capture keeps the API's 404 for the lease as a Status object: analyze reads it as live
+    does (the kubelet has never renewed a lease), not as a missing file."""
+    import json as _json
+
+    from triage.evidence_read import read_evidence
+
+    (tmp_path / "lease.json").write_text(_json.dumps(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+         "code": 404, "message": 'leases.coordination.k8s.io "node-0009" not found'}))
+    (tmp_path / "manifest.json").write_text(_json.dumps({"node": "node-0009",
+                                                          "captured": 1795000000.0}))
+    ev = read_evidence(tmp_path)
+    (lease,) = [o for o in ev.observations if o.probe == "api.lease"]
+    assert lease.status.value == "bad" and "never renewed" in lease.summary

@@ -187,7 +187,7 @@ async def _kubelet_logs_item(kubelet: Any, node: str, name: str, query: str,
 
 
 async def _api_item(kube: Any, name: str | None, path: str, params: dict | None,
-                    doing: str) -> Item:
+                    doing: str, *, missing_is_answer: bool = False) -> Item:
     started = time.time()
     t0 = time.monotonic()
     label = name or path
@@ -206,6 +206,14 @@ async def _api_item(kube: Any, name: str | None, path: str, params: dict | None,
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail["seconds"] = round(time.monotonic() - t0, 3)
+        if getattr(exc, "status", 0) == 404 and missing_is_answer and name is not None:
+            # "not found" is an answer: kept as the API's Status object, so a node that never
+            # created its lease (or was deleted) is evidence, not a gap
+            detail["http_status"] = 404
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                      "reason": "NotFound", "code": 404, "message": first[:300]}
+            return Item(label, json.dumps(status, indent=2) + "\n", detail, None, status)
         return Item(label, None, detail, f"{label}: {doing} failed: {first[:300]}")
     detail["seconds"] = round(time.monotonic() - t0, 3)
     text = json.dumps(obj, indent=2) + "\n"
@@ -261,7 +269,7 @@ async def collect(kube: Any | None, ssh: Any | None, kubelet: Any | None, node: 
                       f"list pods on {node}"),
             _api_item(kube, "lease.json", f"/apis/coordination.k8s.io/v1/namespaces/"
                                           f"kube-node-lease/leases/{q}", None,
-                      f"get the lease of {node}"),
+                      f"get the lease of {node}", missing_is_answer=True),
         ]
     else:
         for name in ("node.json", "events.json", "describe-node.txt"):
@@ -274,7 +282,8 @@ async def collect(kube: Any | None, ssh: Any | None, kubelet: Any | None, node: 
         if node_item.obj is not None:
             events = (events_item.obj or {}).get("items") if events_item.obj else None
             pods = (pods_item.obj or {}).get("items") if pods_item.obj else None
-            text = describe_node(node_item.obj, events=events, pods=pods, lease=lease_item.obj,
+            lease = lease_item.obj if (lease_item.obj or {}).get("kind") != "Status" else None
+            text = describe_node(node_item.obj, events=events, pods=pods, lease=lease,
                                  now=clock())
             notes = [i.problem for i in (events_item, pods_item, lease_item) if i.problem]
             if notes:

@@ -818,6 +818,10 @@ def _apiserver_from_node(text: str, ev: Evidence, run: _Run) -> Observation:
 def _lease(text: str, ev: Evidence, run: _Run) -> Observation:
     """The node's Lease, its renewTime judged at the time it was read (as api.lease live)."""
     obj = json.loads(text)
+    if isinstance(obj, dict) and obj.get("kind") == "Status" and obj.get("code") == 404:
+        return Observation("api.lease", ev.node, Status.BAD, run.at, 0.0,
+                           "no lease in kube-node-lease: the kubelet has never renewed one",
+                           {"http_status": 404}, VIA, str(obj.get("message") or "NotFound"))
     if not isinstance(obj, dict) or obj.get("kind") not in (None, "Lease") or \
             not isinstance(obj.get("spec"), dict):
         raise ValueError("not a Lease object")
