@@ -41,6 +41,7 @@ class ScriptedAttempt:
         self.cleared_with: list[str | None] = []
         self.progress = progress or []
         self.captures = 0
+        self.canaries: list[bool] = []
         ScriptedAttempt.instances.append(self)
 
     async def prepare(self, action_id, *, audit_refusal=True):
@@ -90,6 +91,7 @@ class ScriptedAttempt:
         return RunResult(self.plan, True, [], "", FROZEN, FROZEN + 1)
 
     async def verify(self, on_progress=None, timeout=None, canary=False, quiet=None):
+        self.canaries.append(canary)
         for p in self.progress:
             if on_progress:
                 on_progress(p)
@@ -326,3 +328,15 @@ async def test_v_ends_with_a_clear_outcome(final):
         text = str(app.screen.query_one("#verify-body").render())
         assert ("VERIFIED" in text) == (final is DONE)
         assert ("NOT FIXED after 180 s" in text) == (final is FAILED)
+
+
+async def test_shift_v_verifies_with_a_canary_pod():
+    ScriptedAttempt.instances.clear()
+    app, _ = app_for({"progress": [DONE]})
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready_screen(app, pilot)
+        await pilot.press("V")
+        await until(pilot, lambda: isinstance(app.screen, VerifyScreen) and
+                    app.screen.progress is not None and app.screen.progress.done, "the end")
+        assert "canary pod" in app.screen.what
+        assert [a.canaries for a in ScriptedAttempt.instances if a.canaries] == [[True]]

@@ -109,6 +109,8 @@ class NodeScreen(Screen):
         Binding("c", "capture", "Capture evidence", id="node.capture"),
         Binding("a", "actions", "Actions", id="node.actions"),
         Binding("v", "verify", "Verify", id="node.verify"),
+        Binding("V", "verify(True)", "Verify with a canary pod", show=False,
+                id="node.verify_canary"),
         Binding("r", "report", "Report", id="node.report"),
         Binding("tab", "panel(1)", "Next panel", id="node.next_panel"),
         Binding("shift+tab", "panel(-1)", "Previous panel", show=False, id="node.prev_panel"),
@@ -637,19 +639,20 @@ class NodeScreen(Screen):
             self._watch(attempt, f"after {attempt.plan.action.id}: watching {self.node_name} "
                                  f"come back")
 
-    def action_verify(self) -> None:
+    def action_verify(self, canary: bool = False) -> None:
         if not self._connected("verification"):
             return
         attempt = self.attempt if self.attempt is not None else self._attempt()
-        self._watch(attempt, f"verifying {self.node_name}: Ready, lease, healthz, pods, journal")
+        what = f"verifying {self.node_name}: Ready, lease, healthz, pods, journal"
+        self._watch(attempt, what + (", canary pod" if canary else ""), canary=canary)
 
-    def _watch(self, attempt: Any, what: str) -> None:
+    def _watch(self, attempt: Any, what: str, canary: bool = False) -> None:
         from tui.node_verify import VerifyScreen
 
         quiet = self.context.verify_quiet if self.context is not None else None
 
         async def watch(on_progress) -> Any:
-            return await attempt.verify(on_progress=on_progress, quiet=quiet)
+            return await attempt.verify(on_progress=on_progress, quiet=quiet, canary=canary)
 
         self.app.push_screen(VerifyScreen(self.node_name, watch, what))
 
