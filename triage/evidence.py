@@ -34,7 +34,7 @@ from typing import Any, Mapping
 from triage.redact import redact_bytes, redact_text
 
 __all__ = ["EvidenceError", "Bundle", "default_dir", "bundle_path", "write_bundle",
-           "verify_bundle", "current_version", "MANIFEST", "FORMAT"]
+           "member_problem", "verify_bundle", "current_version", "MANIFEST", "FORMAT"]
 
 MANIFEST = "manifest.json"
 FORMAT = "nodewb-evidence/1"
@@ -306,8 +306,12 @@ def _fsync_dir(d: Path) -> None:
 
 
 # -- reading back -------------------------------------------------------------------------------
-def _member_problem(m: tarfile.TarInfo) -> str | None:
+def member_problem(m: tarfile.TarInfo, limit: int = MAX_MEMBER) -> str | None:
+    """Why a tar member must not be extracted (None when it may): only plain files and
+    folders under the target, by relative names without '..', NULs or links, up to `limit`."""
     name = m.name
+    if "\x00" in name or "\x00" in (m.linkname or ""):
+        return "a NUL in the path"
     pp = PurePosixPath(name)
     if name.startswith(("/", "\\")) or pp.is_absolute() or re.match(r"^[A-Za-z]:", name):
         return "an absolute path"
@@ -319,7 +323,7 @@ def _member_problem(m: tarfile.TarInfo) -> str | None:
         return "a device or fifo"
     if not (m.isfile() or m.isdir()):
         return "not a regular file"
-    if m.isfile() and m.size > MAX_MEMBER:
+    if m.isfile() and m.size > limit:
         return f"too large ({m.size} bytes)"
     return None
 
@@ -356,7 +360,7 @@ def verify_bundle(path: Path | str, expected_sha256: str | None = None) -> Bundl
                 count += 1
                 if count > MAX_MEMBERS:
                     raise EvidenceError(f"{p}: more than {MAX_MEMBERS} members")
-                problem = _member_problem(m)
+                problem = member_problem(m)
                 if problem:
                     raise EvidenceError(f"{p}: refused member {m.name!r} ({problem})")
                 parts = PurePosixPath(m.name).parts

@@ -25,7 +25,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 from probes import metrics as metrics_mod
@@ -35,6 +35,7 @@ from probes.observation import Observation, Status
 from probes.node_probes import LEASE_DURATION
 from probes.ssh import CommandResult
 from triage.capture import HANG_MARK
+from triage.evidence import member_problem
 
 __all__ = ["Evidence", "read_evidence", "observations_from", "guess_kind", "KINDS"]
 
@@ -149,26 +150,6 @@ def _is_tar(p: Path) -> bool:
         return False
 
 
-def _member_problem(m: tarfile.TarInfo) -> str | None:
-    name = m.name
-    if "\x00" in name or "\x00" in (m.linkname or ""):
-        return "a NUL in the path"
-    pp = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or pp.is_absolute() or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    if ".." in pp.parts or ".." in name.replace("\\", "/").split("/"):
-        return "'..' in the path"
-    if m.issym() or m.islnk():
-        return "a link"
-    if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
-        return "a device or fifo"
-    if not (m.isfile() or m.isdir()):
-        return "not a regular file"
-    if m.isfile() and m.size > MAX_BUNDLE_MEMBER:
-        return f"too large ({m.size} bytes)"
-    return None
-
-
 def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, root: Path) -> None:
     """One checked member under `root`, never outside it, never over an earlier one."""
     dest = (root / m.name).resolve()
@@ -193,7 +174,7 @@ def _read_bundle(p: Path) -> Evidence:
         try:
             with tarfile.open(p, "r:*") as tf:
                 for m in tf:
-                    problem = _member_problem(m)
+                    problem = member_problem(m, MAX_BUNDLE_MEMBER)
                     if problem:
                         notes.append(f"{p.name}: refused member {m.name!r} ({problem})")
                         continue
