@@ -91,6 +91,7 @@ class DiagnosisPanel(Vertical):
         self._domain_nodes: dict[str, TreeNode] = {}
         self._extra: TreeNode | None = None
         self._extra_key: tuple = ()
+        self.shown_headline = Text(node)  # what the tree's root says now
 
     def compose(self) -> ComposeResult:
         tree: Tree[str] = Tree(Text(f"{self.node}"), id="diagnosis-tree")
@@ -183,7 +184,8 @@ class DiagnosisPanel(Vertical):
     def redraw(self) -> None:
         d = self.diagnosis
         tree = self.tree
-        tree.root.set_label(self.headline())
+        self.shown_headline = self.headline()
+        tree.root.set_label(self.shown_headline)
         states = d.domains()
         conclusion = d.conclusion()
         for domain in DOMAIN_ORDER:
@@ -286,6 +288,9 @@ class DiagnosisPanel(Vertical):
 
     def _show_detail(self, node: TreeNode | None) -> None:
         detail = self.query_one("#diagnosis-detail", Static)
+        if node is not None and node is self.tree.root:
+            detail.update(self.headline())
+            return
         if node is None or node.data is None:
             detail.update(Text("enter: open/close · the highlighted line shows here in full",
                                "dim"))

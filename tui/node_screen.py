@@ -158,6 +158,7 @@ class NodeScreen(Screen):
         self.probe_run = 0
         self._seen: list[str] = []
         self.capturing = False
+        self._title = ""
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -341,6 +342,11 @@ class NodeScreen(Screen):
         self.journal.flush()
         self.probes.tick()
         self.diagnosis.flush()
+        headline = self.diagnosis.shown_headline
+        if headline.plain != self._title:
+            self._title = headline.plain
+            self.query_one("#node-title", Static).update(
+                Text("node ") + headline)
 
     def _update_facts_extra(self) -> None:
         if not self.is_mounted:
