@@ -115,6 +115,8 @@ JOURNAL_PATTERNS: tuple[tuple[str, str], ...] = (
      r"failed to load Kubelet config file|failed to validate kubelet (flags|configuration)|"
      r"unknown flag: --|failed to parse kubelet flag|unable to load bootstrap kubeconfig|"
      r"failed to construct kubelet dependencies"),
+    # the kubelet falling back to its bootstrap kubeconfig, which kubeadm deletes after joining
+    ("bootstrap kubeconfig missing", r"unable to load bootstrap kubeconfig"),
     ("kubelet API calls unauthorized",
      _then(r"Error updating node status|Unable to register node|ensure (node )?lease exists|"
            r"update (node )?lease|Failed to (list|watch) \*v1\.\w+|error getting node",

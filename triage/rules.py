@@ -268,6 +268,16 @@ R = Rule
 J_KUBELET, J_RUNTIME = "node.journal.kubelet", "node.journal.containerd"
 
 
+def _config_invalid(o: Observation) -> bool:
+    """The kubelet cannot load its config. A missing bootstrap kubeconfig after the client
+    certificate expired is not counted: that is the certificate's failure (the kubelet falls
+    back to bootstrapping, and the bootstrap file is gone once the node has joined)."""
+    n = _count(o, "kubelet config invalid")
+    if n and journal_line("bootstrap client certificate expired")(o):
+        n -= _count(o, "bootstrap kubeconfig missing")
+    return n > 0
+
+
 def _journal_rules(probe: str, tag: str) -> list[Rule]:
     jl, jq = journal_line, journal_quote
     return [
@@ -351,7 +361,7 @@ def _journal_rules(probe: str, tag: str) -> list[Rule]:
           jl("running with swap on is not supported"), "swap is on and the kubelet refuses it",
           jq("running with swap on is not supported"), leaf="swap"),
         R(f"{tag}.bad-config", "journal", "kubelet_config", CONFIRM, (probe,),
-          jl("kubelet config invalid"), "the kubelet cannot load its config, flags or files",
+          _config_invalid, "the kubelet cannot load its config, flags or files",
           jq("kubelet config invalid"), leaf="bad_config"),
         R(f"{tag}.evict-disk", "journal", "disk_pressure", SUSPECT, (probe,), _eviction("disk"),
           "the eviction manager reclaims disk",
