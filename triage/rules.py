@@ -134,6 +134,21 @@ def journal_lines(o: Observation, *labels: str, regex: str | None = None) -> lis
     return out
 
 
+def _x509_refused(o: Observation) -> bool:
+    """x509 errors that are not all "not yet valid: current time … is before …" (those say the
+    clock is behind, not that a certificate expired), or an unsigned certificate request."""
+    if journal_lines(o, "certificate request was not signed"):
+        return True
+    counts = {p.get("pattern"): p.get("count") or 0
+              for p in _d(o, "patterns", default=[]) or [] if isinstance(p, dict)}
+    x509 = "x509: certificate has expired or is not yet valid"
+    if counts.get(x509):
+        return counts[x509] > counts.get("certificate not yet valid", 0)
+    lines = journal_lines(o, x509)
+    return any(not re.search(r"not yet valid: current time \S+ is before", ln, re.I)
+               for ln in lines)
+
+
 def journal_line(*labels: str, regex: str | None = None) -> Predicate:
     return lambda o: bool(journal_lines(o, *labels, regex=regex))
 
@@ -326,9 +341,7 @@ def _journal_rules(probe: str, tag: str) -> list[Rule]:
         R(f"{tag}.cni-vxlan", "journal", "cni_network", CONFIRM, (probe,),
           jl("failed to create vxlan tunnel"), "the overlay cannot create its vxlan device",
           jq("failed to create vxlan tunnel"), leaf="kernel_module"),
-        R(f"{tag}.x509", "journal", "cert_expired", CONFIRM, (probe,),
-          jl("x509: certificate has expired or is not yet valid",
-             "certificate request was not signed"),
+        R(f"{tag}.x509", "journal", "cert_expired", CONFIRM, (probe,), _x509_refused,
           "the kubelet's certificate is refused",
           jq("x509: certificate has expired or is not yet valid",
              "certificate request was not signed")),
