@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import effects
+from lab.cadvisor import pod_uid
 from lab.machine import GiB, LabPod, Machine
 from lab.machine_files import default_files
 from lab.pki import CA, make_csr
 from lab.scenarios import DEFAULT_MIX, SCENARIOS, Scenario, parse_spec
+from lab.shell_node import pod_container_id
 from lab.store import Collection, Store
 from lab.timefmt import rfc3339, rfc3339_micro, stable_hash
 
@@ -592,12 +594,16 @@ class Cluster:
                                    "started": running}
         if running:
             cstatus["state"] = {"running": {"startedAt": started}}
-            cstatus["containerID"] = f"containerd://{stable_hash(pod.name):064x}"[:77]
+            cid = pod_container_id(state.machine, pod, pod.restarts) if state is not None \
+                else f"{stable_hash(pod.name):064x}"[:64]
+            cstatus["containerID"] = f"containerd://{cid}"
         else:
             cstatus["state"] = {"waiting": {"reason": "ContainerCreating"}}
         meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace,
                                 "creationTimestamp": rfc3339(pod.created),
                                 "labels": {"app": pod.app}, "ownerReferences": [owner]}
+        if state is not None:  # the UID the kubelet reports and names the pod's cgroup by
+            meta["uid"] = pod_uid(state.machine, pod)
         if pod.deleting:
             meta["deletionTimestamp"] = rfc3339(self.now)
             meta["deletionGracePeriodSeconds"] = 30

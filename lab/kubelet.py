@@ -29,8 +29,8 @@ from urllib.parse import parse_qs
 
 from lab import http as lab_http
 from lab.faults import garble_metrics
-from lab.metrics import (KubeletMetrics, attach, render_cadvisor, render_configz,
-                         render_goroutines)
+from lab.cadvisor import pod_uid, render_cadvisor
+from lab.metrics import KubeletMetrics, attach, render_configz, render_goroutines
 from lab.pki import CA, Issued, server_context
 from lab.timefmt import parse_rfc3339, rfc3339
 
@@ -254,8 +254,10 @@ def _uid(*parts: str) -> str:
 
 
 def pod_object(machine, p, now: float) -> dict:
-    uid = _uid(machine.name, p.namespace, p.name)
-    cid = _uid("container", uid).replace("-", "") + _uid("c2", uid).replace("-", "")[:32]
+    from lab.shell_node import pod_container_id
+
+    uid = pod_uid(machine, p)
+    cid = pod_container_id(machine, p, p.restarts)
     started = max(p.created + 2, machine.containerd.since if p.daemon else p.created + 2)
     running = p.phase == "Running"
     labels = {"app": p.app}

@@ -24,7 +24,6 @@ import json
 import math
 import random
 import re
-import zlib
 from bisect import bisect_left
 from hashlib import sha1
 from typing import Callable, Iterable
@@ -1895,38 +1894,3 @@ def _debug2(groups, rng: random.Random) -> bytes:
             gid += rng.randint(1, 9)
     return "".join(out).encode()
 
-
-# -- /metrics/cadvisor -----------------------------------------------------------------------------
-def render_cadvisor(machine, now: float) -> bytes:
-    ts = int(machine.node_now(now) * 1000)
-    out = [
-        "# HELP cadvisor_version_info A metric with a constant '1' value labeled by kernel version, "
-        "OS version, docker version, cadvisor version & cadvisor revision.\n",
-        "# TYPE cadvisor_version_info gauge\n",
-        f'cadvisor_version_info{{cadvisorRevision="",cadvisorVersion="",dockerVersion="",'
-        f'kernelVersion="{machine.kernel}",osVersion="{machine.os_image}"}} 1\n',
-        "# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the "
-        "container in core-seconds\n# TYPE container_cpu_usage_seconds_total counter\n",
-    ]
-    pods = [p for p in machine.pods if p.phase == "Running"]
-    mem_lines = []
-    for p in sorted(pods, key=lambda p: (p.namespace, p.name)):
-        up = max(1.0, now - p.created)
-        cpu = up * (0.002 + (zlib.crc32(p.name.encode()) % 50) / 1000)
-        labels = f'container="{p.app}",namespace="{p.namespace}",pod="{p.name}"'
-        out.append(f"container_cpu_usage_seconds_total{{{labels}}} {gofloat(round(cpu, 6))} {ts}\n")
-        mem_lines.append(f"container_memory_working_set_bytes{{{labels}}} {gofloat(p.memory)} {ts}\n")
-    out.append("# HELP container_memory_working_set_bytes [STABLE] Current working set of the "
-               "container in bytes\n# TYPE container_memory_working_set_bytes gauge\n")
-    out.extend(mem_lines)
-    out.append("# HELP container_scrape_error [STABLE] 1 if there was an error while getting "
-               "container metrics, 0 otherwise\n# TYPE container_scrape_error gauge\n"
-               "container_scrape_error 0\n")
-    out.append("# HELP machine_cpu_cores Number of logical CPU cores.\n"
-               "# TYPE machine_cpu_cores gauge\n"
-               f'machine_cpu_cores{{boot_id="",machine_id="",system_uuid=""}} {machine.cpus}\n')
-    out.append("# HELP machine_memory_bytes Amount of memory installed on the machine.\n"
-               "# TYPE machine_memory_bytes gauge\n"
-               f'machine_memory_bytes{{boot_id="",machine_id="",system_uuid=""}} '
-               f"{gofloat(machine.memory)}\n")
-    return "".join(out).encode()

@@ -323,7 +323,10 @@ async def crictl(ctx: Ctx, argv: list[str]) -> int:
                         pod.app == "calico-node" and "calico" in m.journals else []
                     await ctx.write("".join(f"{e.message}\n" for e in lines))
                     return 0
-        if sub in ("stats", "imagefsinfo", "statsp"):
+        if sub in ("stats", "statsp"):
+            await ctx.write(_stats(m, now, sub == "statsp", rest))
+            return 0
+        if sub == "imagefsinfo":
             await ctx.write("CONTAINER           NAME                CPU %               MEM"
                             "                 DISK                INODES\n")
             return 0
@@ -331,6 +334,50 @@ async def crictl(ctx: Ctx, argv: list[str]) -> int:
         return 1
     await ctx.error(f"No help topic for '{sub}'\n")
     return 3
+
+
+def _human_size(size: float) -> str:
+    """go-units HumanSize: decimal units, four significant digits."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def _stats(m: Machine, now: float, per_pod: bool, rest: list[str]) -> str:
+    """`crictl stats` / `crictl statsp` from the kubelet's cAdvisor figures: CPU % over the
+    container's life, working set, and its writable layer."""
+    from lab.cadvisor import container_figures
+
+    wanted = [a for a in rest if not a.startswith("-")]
+    pod_filter = ""
+    for i, a in enumerate(rest):
+        if a in ("-p", "--pod") and i + 1 < len(rest):
+            pod_filter = rest[i + 1]
+            wanted = [w for w in wanted if w != pod_filter]
+        elif a.startswith("--pod="):
+            pod_filter = a.split("=", 1)[1]
+    rows = [["POD", "NAME", "CPU %", "MEM"] if per_pod else
+            ["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES"]]
+    for c in container_figures(m, now):
+        sandbox = pod_sandbox_id(m, c.pod)
+        own = sandbox if per_pod else c.container_id
+        if wanted and not any(own.startswith(w) for w in wanted):
+            continue
+        if pod_filter and not sandbox.startswith(pod_filter):
+            continue
+        cpu = 100 * c.cpu_seconds / max(1.0, now - c.started)
+        if per_pod:
+            rows.append([sandbox[:13], c.pod.name, f"{cpu:.2f}", _human_size(c.working_set)])
+            continue
+        key = f"{m.name}/{c.pod.namespace}/{c.pod.name}"
+        rows.append([c.container_id[:13], c.pod.app, f"{cpu:.2f}", _human_size(c.working_set),
+                     _human_size(_n("layer:" + key, 4, 900) * 1000 * (40 if c.pod.io_heavy
+                                                                       else 1)),
+                     str(_n("inodes:" + key, 4, 60))])
+    return _table(rows)
 
 
 def _images(m: Machine) -> list[str]:

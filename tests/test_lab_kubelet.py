@@ -328,3 +328,109 @@ async def test_five_thousand_listeners_start_quickly():
         assert {r.status_code for r in rs} == {200}
     finally:
         await servers.stop()
+
+
+# -- /metrics/cadvisor through the API server's node proxy -----------------------------------------
+CADVISOR_FAMILIES = {"container_processes", "container_threads", "container_fs_writes_bytes",
+                     "container_fs_reads_bytes", "container_memory_working_set_bytes",
+                     "container_cpu_usage_seconds", "container_start_time_seconds"}
+
+
+def _cadvisor_by_pod(text: str) -> dict[str, dict[str, dict]]:
+    """pod -> family -> the container sample's labels and value (pod and root cgroups left out)."""
+    out: dict[str, dict[str, dict]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.labels.get("container"):
+                out.setdefault(s.labels["pod"], {})[fam.name] = {**s.labels, "value": s.value,
+                                                                 "at": s.timestamp}
+    return out
+
+
+@pytest.mark.openssh
+def test_cadvisor_through_the_proxy_matches_kubelet_pods_and_crictl(served_lab):
+    from tests.conftest import SCENARIO_NODES
+
+    node = "node-0001"  # healthy: its runtime answers crictl
+    assert node not in SCENARIO_NODES.values()
+    text = served_lab.kubectl("get", "--raw",
+                              f"/api/v1/nodes/{node}/proxy/metrics/cadvisor").stdout
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert CADVISOR_FAMILIES <= names
+    by_pod = _cadvisor_by_pod(text)
+    pods = json.loads(served_lab.kubectl("get", "--raw",
+                                         f"/api/v1/nodes/{node}/proxy/pods").stdout)["items"]
+    running = {p["metadata"]["name"]: p for p in pods if p["status"]["phase"] == "Running"}
+    assert set(by_pod) == set(running)
+    crictl_ids = set(served_lab.ssh(node, "sudo crictl ps -q").stdout.split())
+    stats = {row.split()[0]: row.split()
+             for row in served_lab.ssh(node, "sudo crictl stats").stdout.splitlines()[1:]}
+    for name, pod in running.items():
+        series = by_pod[name]
+        assert set(series) == CADVISOR_FAMILIES
+        labels = series["container_processes"]
+        cid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+        assert labels["name"] == cid and cid in crictl_ids
+        row = stats[cid[:13]]  # CONTAINER NAME CPU% MEM DISK INODES, MEM in decimal units
+        assert row[1] == labels["container"]
+        mem = series["container_memory_working_set_bytes"]["value"]
+        assert row[3] == (f"{mem / 1e6:.4g}MB" if mem < 1e9 else f"{mem / 1e9:.4g}GB")
+        assert labels["namespace"] == pod["metadata"]["namespace"]
+        assert labels["image"] == pod["spec"]["containers"][0]["image"]
+        assert labels["container"] == pod["spec"]["containers"][0]["name"]
+        uid = pod["metadata"]["uid"].replace("-", "_")
+        assert labels["id"] == (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+                                f"{uid}.slice/cri-containerd-{cid}.scope")
+
+
+
+def test_cadvisor_counts_the_forking_pods_processes(served_lab):
+    from tests.conftest import SCENARIO_NODES
+
+    node = SCENARIO_NODES["pid-exhaustion"]
+    by_pod = _cadvisor_by_pod(served_lab.kubectl(
+        "get", "--raw", f"/api/v1/nodes/{node}/proxy/metrics/cadvisor").stdout)
+    forker = next(n for n in by_pod if n.startswith("report-gen-"))
+    procs = {n: s["container_processes"]["value"] for n, s in by_pod.items()}
+    assert procs[forker] > 100_000 and max(v for n, v in procs.items() if n != forker) < 10
+    assert by_pod[forker]["container_threads"]["value"] >= procs[forker]
+
+
+def test_cadvisor_counters_move_and_the_io_heavy_pod_writes_most(served_lab):
+    from tests.conftest import SCENARIO_NODES
+
+    node = SCENARIO_NODES["pleg-slow-io"]
+    path = f"/api/v1/nodes/{node}/proxy/metrics/cadvisor"
+    first = _cadvisor_by_pod(served_lab.kubectl("get", "--raw", path).stdout)
+    deadline = time.monotonic() + 20
+    while True:
+        second = _cadvisor_by_pod(served_lab.kubectl("get", "--raw", path).stdout)
+        etl = next(n for n in second if n.startswith("etl-compactor-"))
+        grew = second[etl]["container_fs_writes_bytes"]["value"] - \
+            first[etl]["container_fs_writes_bytes"]["value"]
+        if grew > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert grew > 0
+    rate = {n: s["container_fs_writes_bytes"]["value"] / (
+        s["container_fs_writes_bytes"]["at"] - s["container_start_time_seconds"]["value"])
+        for n, s in second.items()}
+    assert max(rate, key=rate.get) == etl and rate[etl] > 100 * MiB
+    assert sorted(rate.values())[-2] < MiB
+
+
+def test_a_pods_uid_and_container_id_agree_across_the_api_and_the_kubelet(served_lab):
+    import json as _json
+
+    pods = _json.loads(served_lab.kubectl("get", "pods", "-A", "--field-selector",
+                                          "spec.nodeName=node-0001", "-o", "json").stdout)
+    kubelet = _json.loads(served_lab.kubectl("get", "--raw",
+                                             "/api/v1/nodes/node-0001/proxy/pods").stdout)
+    by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in kubelet["items"]}
+    running = [p for p in pods["items"] if p["status"]["phase"] == "Running"]
+    assert running
+    for p in running:
+        k = by_name[(p["metadata"]["namespace"], p["metadata"]["name"])]
+        assert p["metadata"]["uid"] == k["metadata"]["uid"]
+        assert p["status"]["containerStatuses"][0]["containerID"] == \
+            k["status"]["containerStatuses"][0]["containerID"]

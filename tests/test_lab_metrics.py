@@ -496,3 +496,50 @@ def test_render_is_fast():
     per = (time.perf_counter() - t) / 50
     print(f"\ncatch_up + render: {per * 1000:.2f} ms per scrape")
     assert DEF_BUCKETS[-1] == 10.0
+
+
+# -- /metrics/cadvisor -----------------------------------------------------------------------------
+def _containers(payload: bytes, family: str) -> dict[str, tuple[dict, float]]:
+    """pod -> (labels, value) of FAMILY's container series."""
+    return {s.labels["pod"]: (s.labels, s.value) for s in families(payload)[family].samples
+            if s.labels.get("container")}
+
+
+def test_cadvisor_figures_follow_the_machines_pods():
+    from lab import effects
+    from lab.cadvisor import IO_HEAVY_WRITE, render_cadvisor
+
+    now = time.time()
+    m = make_machine(pods=3, now=now)
+    m.pods.append(LabPod("batch", "etl-7c9f5-q4wzr", "etl", "registry.example/etl:2", "ReplicaSet",
+                         "etl-7c9f5", 900 * MiB, now - 600, io_heavy=True))
+    m.pods.append(LabPod("batch", "forker-6d5f8-mz2lt", "forker", "registry.example/f:1",
+                         "ReplicaSet", "forker-6d5f8", 600 * MiB, now - 600, pids=5030))
+    first = render_cadvisor(m, now)
+    later = render_cadvisor(m, now + 10)
+    writes0, writes1 = (_containers(p, "container_fs_writes_bytes") for p in (first, later))
+    grew = writes1["etl-7c9f5-q4wzr"][1] - writes0["etl-7c9f5-q4wzr"][1]
+    assert abs(grew - 10 * IO_HEAVY_WRITE) < IO_HEAVY_WRITE * 0.01
+    assert all(writes1[p][1] - writes0[p][1] < 10 * MiB for p in writes1 if p != "etl-7c9f5-q4wzr")
+    procs = _containers(first, "container_processes")
+    assert 5000 <= procs["forker-6d5f8-mz2lt"][1] <= 5029
+    assert max(v for p, (_, v) in procs.items() if p != "forker-6d5f8-mz2lt") <= 4
+    threads = _containers(first, "container_threads")
+    assert threads["cart-5d8f7-00000"][1] == 29 and threads["forker-6d5f8-mz2lt"][1] == 5029
+    memory = _containers(first, "container_memory_working_set_bytes")
+    labels, ws = memory["etl-7c9f5-q4wzr"]
+    assert ws == 900 * MiB
+    assert set(labels) == {"container", "id", "image", "name", "namespace", "pod"}
+    assert labels["id"].startswith("/kubepods.slice/kubepods-burstable.slice/")
+    assert labels["id"].endswith(f"/cri-containerd-{labels['name']}.scope")
+    assert labels["image"] == "registry.example/etl:2" and labels["namespace"] == "batch"
+    # the pod's own cgroup is there too, with empty container, image and name
+    pod_level = [s for s in families(first)["container_processes"].samples
+                 if s.labels["pod"] == "forker-6d5f8-mz2lt" and not s.labels["container"]]
+    assert len(pod_level) == 1 and pod_level[0].labels["image"] == ""
+    effects.remove_pod(m, "batch", "etl-7c9f5-q4wzr", now + 20)
+    assert "etl-7c9f5-q4wzr" not in _containers(render_cadvisor(m, now + 21),
+                                                "container_processes")
+    m.files["/etc/containerd/config.toml"] = ""
+    ids = _containers(render_cadvisor(m, now + 22), "container_cpu_usage_seconds")
+    assert ids["forker-6d5f8-mz2lt"][0]["id"].startswith("/kubepods/burstable/pod")

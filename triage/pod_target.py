@@ -7,18 +7,21 @@ names:
 - memory (OOM kills, MemoryPressure): the pod whose processes hold the most memory, measured on
   the node (`ps` RSS of the processes under each pod's shim, mapped to pods with `crictl pods`),
   or the kubelet's cAdvisor working set when the node cannot be reached;
-- PIDs and I/O (PIDPressure, PLEG slow on iowait): the kubelet's cAdvisor per-pod process count or
-  disk writes when it reports them; otherwise the pod that started just before the trouble did
-  (what changed?), with the node-level signal (iowait, PIDPressure) quoted beside it.
+- PIDs (PIDPressure): the kubelet's cAdvisor `container_processes` summed per pod;
+- I/O (PLEG slow on iowait): cAdvisor `container_fs_writes_bytes_total` per pod, as a rate over the
+  time since the container started (`container_start_time_seconds`).
 
-The choice carries the evidence lines it rests on; when nothing stands out, there is no choice
-(PlanError) rather than a guess.
+Only a cluster whose kubelets give no cAdvisor figures falls back to the pod that started just
+before the trouble did (what changed?), with the node-level signal (iowait, PIDPressure) quoted
+beside it. The choice carries the evidence lines it rests on and names the figure that decided
+it; when the figures show no pod standing out, there is no choice (NoTarget) rather than a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +31,11 @@ __all__ = ["PodChoice", "choose_pod", "NoTarget", "ONSET_WINDOW"]
 
 ONSET_WINDOW = 1800.0  # a pod started this long before the trouble may have caused it
 MEMORY_SHARE = 0.25  # the biggest pod must hold at least this share of the node's memory
+STANDS_OUT = 5.0  # the top pod's processes or write rate must be this many times the next pod's
+MIN_PROCESSES = 100
+MIN_WRITE_RATE = 10 * 1024 ** 2  # bytes/s
 GiB = 1024 ** 3
+MiB = 1024 ** 2
 
 
 class NoTarget(Exception):
@@ -56,6 +63,8 @@ class _Pod:
     memory_via: str = ""
     processes: float | None = None
     writes: float | None = None
+    write_rate: float | None = None
+    up: float = 0.0  # seconds its containers have run, by cAdvisor
 
 
 def _candidates(pods: list[dict]) -> list[_Pod]:
@@ -90,23 +99,32 @@ def _onset(node: dict) -> tuple[float, str]:
     return best, what
 
 
-_SERIES = re.compile(r'^(container_memory_working_set_bytes|container_processes|'
-                     r'container_fs_writes_bytes_total)\{([^}]*)\}\s+(\S+)', re.M)
+CADVISOR = ("container_memory_working_set_bytes", "container_processes",
+            "container_fs_writes_bytes_total", "container_start_time_seconds")
+_SERIES = re.compile(r'^(' + "|".join(CADVISOR) + r')\{([^}]*)\}\s+(\S+)(?:\s+(\d+))?\s*$', re.M)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def _cadvisor(text: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Per pod: the sum over its containers of each series (the pod's own cgroup and the sandbox,
+    container "" or "POD", are left out), the earliest container start, and "at": the scrape
+    time the series carry (the node's clock, like the start times)."""
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for name, labels, value in _SERIES.findall(text):
+    for name, labels, value, stamp in _SERIES.findall(text):
         lab = dict(_LABEL.findall(labels))
-        if not lab.get("pod") or lab.get("container") in ("", "POD"):
+        if not lab.get("pod") or lab.get("container") in (None, "", "POD"):
             continue
         try:
             v = float(value)
         except ValueError:
             continue
         slot = out.setdefault((lab.get("namespace", ""), lab["pod"]), {})
-        slot[name] = slot.get(name, 0.0) + v
+        if name == "container_start_time_seconds":
+            slot[name] = min(slot.get(name, v), v)
+        else:
+            slot[name] = slot.get(name, 0.0) + v
+        if stamp:
+            slot["at"] = max(slot.get("at", 0.0), int(stamp) / 1000)
     return out
 
 
@@ -182,17 +200,27 @@ async def choose_pod(kube: Any, ssh: Any, kubelet: Any, node: str, verdict: Any 
                 metrics_text = f.text()
         except Exception:
             metrics_text = ""
-    for ref, series in _cadvisor(metrics_text).items():
+    scraped = time.time()
+    figures = _cadvisor(metrics_text)
+    for ref, series in figures.items():
         p = by_ref.get(ref)
         if p is None:
             continue
         if "container_memory_working_set_bytes" in series:
             p.memory = int(series["container_memory_working_set_bytes"])
-            p.memory_via = "kubelet cAdvisor working set"
+            p.memory_via = "cAdvisor container_memory_working_set_bytes"
         p.processes = series.get("container_processes")
         p.writes = series.get("container_fs_writes_bytes_total")
+        start = series.get("container_start_time_seconds")
+        if p.writes is not None and start:
+            p.up = max(1.0, series.get("at", scraped) - start)
+            p.write_rate = p.writes / p.up
+    cadvisor_counts = any(p.processes is not None for p in candidates)
+    cadvisor_io = any(p.write_rate is not None for p in candidates)
+    io_trouble = bool(re.search(r"PLEG|iowait|relist|I/O", text, re.I))
+    named = memory_trouble or pid_trouble or io_trouble  # else: whatever figure stands out
     evidence: list[str] = []
-    if memory_trouble:
+    if memory_trouble or not named:
         ps_out, crictl_out = await asyncio.gather(
             _node_text(ssh, node, "ps -e -o pid,ppid,rss,args"),
             _node_text(ssh, node, "sudo -n crictl pods"))
@@ -211,23 +239,21 @@ async def choose_pod(kube: Any, ssh: Any, kubelet: Any, node: str, verdict: Any 
                 return PodChoice(top.namespace, top.name,
                                  f"it holds {(top.memory or 0) / GiB:.1f} GiB, "
                                  f"{share:.0%} of the node's memory ({top.memory_via})", evidence)
-    if pid_trouble:
-        counted = [p for p in candidates if p.processes]
-        if counted:
-            top = max(counted, key=lambda p: p.processes or 0)
-            evidence.append(f"processes by pod (cAdvisor): {top.namespace}/{top.name} "
-                            f"{int(top.processes or 0)}")
-            return PodChoice(top.namespace, top.name,
-                             f"it runs {int(top.processes or 0)} processes (cAdvisor)", evidence)
-    elif not memory_trouble:
-        written = [p for p in candidates if p.writes]
-        if written:
-            top = max(written, key=lambda p: p.writes or 0)
-            evidence.append(f"disk writes by pod (cAdvisor): {top.namespace}/{top.name} "
-                            f"{(top.writes or 0) / GiB:.1f} GiB")
-            return PodChoice(top.namespace, top.name,
-                             f"it wrote {(top.writes or 0) / GiB:.1f} GiB, the most on the node",
-                             evidence)
+            if memory_trouble and not (pid_trouble and cadvisor_counts):
+                raise NoTarget(f"no workload pod on {node} holds {MEMORY_SHARE:.0%} of its "
+                               f"memory (the most: {top.namespace}/{top.name}, {share:.0%}, by "
+                               f"{top.memory_via}); choose the pod by hand")
+    if (pid_trouble or not named) and cadvisor_counts:
+        choice = _by_processes(node, candidates, evidence, must=pid_trouble)
+        if choice is not None:
+            return choice
+    if (io_trouble or not named) and cadvisor_io:
+        choice = _by_writes(node, candidates, evidence, must=io_trouble)
+        if choice is not None:
+            return choice
+    if cadvisor_counts or cadvisor_io:
+        raise NoTarget(f"the kubelet's cAdvisor figures (memory, processes, disk writes) single "
+                       f"out no workload pod on {node}; choose the pod by hand")
     onset, what = _onset(node_obj)
     if not onset:
         raise NoTarget(f"no pod on {node} stands out and the node's conditions do not say when "
@@ -253,6 +279,59 @@ async def choose_pod(kube: Any, ssh: Any, kubelet: Any, node: str, verdict: Any 
                      f"started)", evidence)
 
 
+def _stands_out(ranked: list[_Pod], value) -> tuple[float, float]:
+    """The top pod's figure and the next one's (0 when it is alone)."""
+    return value(ranked[0]), value(ranked[1]) if len(ranked) > 1 else 0.0
+
+
+def _by_processes(node: str, candidates: list[_Pod], evidence: list[str],
+                  must: bool) -> PodChoice | None:
+    """The pod with by far the most processes; when none stands out, NoTarget if MUST (the
+    trouble is PIDs), else None."""
+    ranked = sorted((p for p in candidates if p.processes is not None),
+                    key=lambda p: -(p.processes or 0))
+    evidence.append("processes by pod (cAdvisor container_processes): " + ", ".join(
+        f"{p.namespace}/{p.name} {int(p.processes or 0)}" for p in ranked[:4]))
+    top, nxt = _stands_out(ranked, lambda p: p.processes or 0)
+    if top < MIN_PROCESSES or top < STANDS_OUT * nxt:
+        if not must:
+            return None
+        raise NoTarget(f"no workload pod on {node} stands out by processes (cAdvisor "
+                       f"container_processes: the most is {ranked[0].namespace}/"
+                       f"{ranked[0].name} with {int(top)}); choose the pod by hand")
+    best = ranked[0]
+    versus = f"; the next pod runs {int(nxt)}" if len(ranked) > 1 else \
+        "; the only workload pod measured"
+    return PodChoice(best.namespace, best.name,
+                     f"it runs {int(top)} processes (cAdvisor container_processes{versus})",
+                     evidence)
+
+
+def _by_writes(node: str, candidates: list[_Pod], evidence: list[str],
+               must: bool) -> PodChoice | None:
+    """The pod writing to disk by far the fastest; as _by_processes otherwise."""
+    ranked = sorted((p for p in candidates if p.write_rate is not None),
+                    key=lambda p: -(p.write_rate or 0))
+    evidence.append("disk writes by pod (cAdvisor container_fs_writes_bytes_total over the time "
+                    "since each container started): " + ", ".join(
+                        f"{p.namespace}/{p.name} {(p.write_rate or 0) / MiB:.1f} MiB/s"
+                        for p in ranked[:4]))
+    top, nxt = _stands_out(ranked, lambda p: p.write_rate or 0)
+    if top < MIN_WRITE_RATE or top < STANDS_OUT * nxt:
+        if not must:
+            return None
+        raise NoTarget(f"no workload pod on {node} stands out by disk writes (cAdvisor "
+                       f"container_fs_writes_bytes_total: the most is {ranked[0].namespace}/"
+                       f"{ranked[0].name} at {top / MiB:.1f} MiB/s); choose the pod by hand")
+    best = ranked[0]
+    versus = f"; the next pod writes {nxt / MiB:.1f} MiB/s" if len(ranked) > 1 else \
+        "; the only workload pod measured"
+    return PodChoice(best.namespace, best.name,
+                     f"it writes {top / MiB:.0f} MiB/s to disk ({(best.writes or 0) / GiB:.1f} "
+                     f"GiB in {best.up / 60:.0f} min; cAdvisor container_fs_writes_bytes_total"
+                     f"{versus})", evidence)
+
+
 async def _node_signal(ssh: Any, node: str, conds: dict, pid_trouble: bool) -> str:
     if pid_trouble:
         return "PIDPressure=True: the node's PID table is nearly full"
@@ -273,6 +352,4 @@ def _node_memory(node: dict) -> int:
 
 
 def _clock(ts: float) -> str:
-    import time
-
     return time.strftime("%H:%M:%S", time.gmtime(ts)) + "Z"
