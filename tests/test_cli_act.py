@@ -297,8 +297,9 @@ def test_delete_pod_names_its_target_and_the_evidence(heals):
         assert re.search(rf"^target: pod {re.escape(pod)}\S+: ", out, re.M), out
         assert "  evidence: " in out
     assert "of the node's memory" in heals["kubelet-oom"].heal.out
-    assert "PIDPressure" in heals["pid-exhaustion"].heal.out
-    assert "iowait" in heals["pleg-slow-io"].heal.out
+    # the figure that decided: the kubelet's cAdvisor series for PIDs and disk writes
+    assert "container_processes" in heals["pid-exhaustion"].heal.out
+    assert "container_fs_writes_bytes_total" in heals["pleg-slow-io"].heal.out
 
 
 def test_drain_warns_on_a_not_ready_node(heals):
