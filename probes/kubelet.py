@@ -506,21 +506,11 @@ class KubeletClient:
         self._last[node] = s
         data = dict(obs.data)
         data["signals"] = signals.as_dict()
-        breaches = signals.breaches()
-        parts = []
-        for label, fig in (("PLEG p99", signals.pleg_relist_p99),
-                           ("last relist", signals.pleg_last_relist_age),
-                           ("goroutines", signals.goroutines), ("RSS", signals.rss),
-                           ("cert TTL", signals.cert_ttl)):
-            if fig.value is not None:
-                parts.append(f"{label} {fig.text()}")
-        summary = f"metrics via {obs.via}: " + (", ".join(parts) or "no figures")
-        if s.bad_lines:
-            summary += f" ({s.bad_lines} line{'s' if s.bad_lines != 1 else ''} unreadable)"
-        if breaches:
-            summary += " | " + "; ".join(breaches)
-        return Observation(obs.probe, node, Status.BAD if breaches else Status.OK, obs.started,
-                           obs.duration, summary, data, obs.via, obs.raw)
+        unreadable = f" ({s.bad_lines} line{'s' if s.bad_lines != 1 else ''} unreadable)" \
+            if s.bad_lines else ""
+        summary = f"metrics via {obs.via}{unreadable}: {signals.summary()}"
+        return Observation(obs.probe, node, Status.BAD if signals.breaches() else Status.OK,
+                           obs.started, obs.duration, summary, data, obs.via, obs.raw)
 
     async def configz(self, node: str, via: str = AUTO, *, timeout: float | None = None) -> Observation:
         probe = "kubelet.configz"

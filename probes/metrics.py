@@ -613,6 +613,17 @@ class KubeletSignals:
                         out[f"{name}.{key}"] = fig
         return out
 
+    def summary(self) -> str:
+        """The headline figures on one line, then the thresholds crossed ("no figures" when the
+        scrape had none)."""
+        parts = [f"{label} {fig.text()}" for label, fig in (
+            ("PLEG p99", self.pleg_relist_p99), ("last relist", self.pleg_last_relist_age),
+            ("goroutines", self.goroutines), ("RSS", self.rss), ("cert TTL", self.cert_ttl))
+            if fig.value is not None]
+        text = ", ".join(parts) or "no figures"
+        breaches = self.breaches()
+        return text + (" | " + "; ".join(breaches) if breaches else "")
+
     def breaches(self) -> list[str]:
         """The runbook thresholds these figures cross, worded for a person."""
         t = THRESHOLDS

@@ -28,7 +28,7 @@ from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
 
 __all__ = ["NodeProbes", "ProbeSpec", "API_TIMEOUT", "KUBELET_TIMEOUT", "GRACE",
-           "pending_csrs", "fleet_records"]
+           "pending_csrs", "fleet_records", "ready_words", "conditions_text"]
 
 log = logging.getLogger(__name__)
 
@@ -263,16 +263,9 @@ class NodeProbes:
             if rec.internal_ip and self.kubelet is not None and \
                     hasattr(self.kubelet, "addresses"):
                 self.kubelet.addresses.setdefault(self.node, rec.internal_ip)
-            hb = f", heartbeat {age:.0f} s ago" if age is not None else ""
-            words = (f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by "
-                     f"{rec.ready_by}){hb}")
-            if rec.ready_message:
-                words += f": {rec.ready_message[:160]}"
-            if pressures:
-                words += "; " + ", ".join(f"{p}=True" for p in pressures)
-            conds = (obj.get("status") or {}).get("conditions") or []
-            raw = "\n".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')} "
-                            f"{c.get('message', '')}".strip() for c in conds)
+            words = ready_words(rec, pressures,
+                                f", heartbeat {age:.0f} s ago" if age is not None else "")
+            raw = conditions_text(obj)
             bad = rec.ready != "True" or bool(pressures)
             return (Status.BAD if bad else Status.OK), words, data, raw
 
@@ -385,6 +378,26 @@ class NodeProbes:
         return await self._api("api.events", "/api/v1/events",
                                {"fieldSelector": selector}, f"list events of {self.node}",
                                judge)
+
+
+def ready_words(rec: Any, pressures: list[str], heartbeat: str = "",
+                has_ready: bool = True) -> str:
+    """One line on a node's Ready condition: its status, reason and who set it, `heartbeat`
+    (", heartbeat 12 s ago"), the message and the pressure conditions that are True."""
+    words = (f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by {rec.ready_by})"
+             if has_ready else "no Ready condition") + heartbeat
+    if rec.ready_message:
+        words += f": {rec.ready_message[:160]}"
+    if pressures:
+        words += "; " + ", ".join(f"{p}=True" for p in pressures)
+    return words
+
+
+def conditions_text(node: dict) -> str:
+    """A node object's conditions, one per line: TYPE=STATUS REASON MESSAGE."""
+    conds = (node.get("status") or {}).get("conditions") or []
+    return "\n".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')} "
+                     f"{c.get('message', '')}".strip() for c in conds if isinstance(c, dict))
 
 
 def _csr_user(item: dict) -> str:

@@ -32,7 +32,7 @@ from probes import metrics as metrics_mod
 from probes import node_checks as nc
 from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
-from probes.node_probes import LEASE_DURATION
+from probes.node_probes import LEASE_DURATION, conditions_text, ready_words
 from probes.ssh import CommandResult
 from triage.capture import HANG_MARK
 from triage.evidence import member_problem
@@ -579,16 +579,7 @@ def _metrics(text: str, ev: Evidence, run: _Run) -> Observation:
             signals.cert_ttl = metrics_mod.Figure(
                 None, "s", "kubelet_certificate_manager_client_expiration_seconds", why)
     breaches = signals.breaches()
-    parts = []
-    for label, fig in (("PLEG p99", signals.pleg_relist_p99),
-                       ("last relist", signals.pleg_last_relist_age),
-                       ("goroutines", signals.goroutines), ("RSS", signals.rss),
-                       ("cert TTL", signals.cert_ttl)):
-        if fig.value is not None:
-            parts.append(f"{label} {fig.text()}")
-    summary = "metrics (one scrape): " + (", ".join(parts) or "no figures")
-    if breaches:
-        summary += " | " + "; ".join(breaches)
+    summary = f"metrics (one scrape): {signals.summary()}"
     data = {"size": s.size, "kept_lines": s.kept, "bad_lines": s.bad_lines,
             "signals": signals.as_dict(), "single_scrape": True}
     raw = "\n".join(line.decode("utf-8", "replace")
@@ -638,17 +629,10 @@ def _node_json(text: str, ev: Evidence, run: _Run) -> Observation | None:
             "kubelet_version": rec.kubelet_version, "runtime": rec.runtime,
             "kernel": rec.kernel, "os_image": rec.os_image, "internal_ip": rec.internal_ip,
             "zone": rec.zone, "pods_capacity": rec.pods_capacity}
-    words = f"Ready={rec.ready} ({rec.ready_reason or 'no reason'}, set by {rec.ready_by})" \
-        if has_ready else "no Ready condition in the capture"
-    if age is not None:
-        words += f", heartbeat {age:.0f} s before capture"
-    if rec.ready_message:
-        words += f": {rec.ready_message[:160]}"
-    if pressures:
-        words += "; " + ", ".join(f"{p}=True" for p in pressures)
-    conds = (obj.get("status") or {}).get("conditions") or []
-    raw = "\n".join(f"{c.get('type')}={c.get('status')} {c.get('reason', '')} "
-                    f"{c.get('message', '')}".strip() for c in conds if isinstance(c, dict))
+    words = ready_words(rec, pressures,
+                        f", heartbeat {age:.0f} s before capture" if age is not None else "",
+                        has_ready=has_ready)
+    raw = conditions_text(obj)
     bad = rec.ready != "True" or bool(pressures)
     return Observation("api.node", ev.node, Status.BAD if bad else Status.OK, run.at, 0.0, words,
                        data, VIA, raw)
