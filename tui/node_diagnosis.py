@@ -83,7 +83,6 @@ class DiagnosisPanel(Vertical):
         self.node = node
         self.diagnosis = Diagnosis(node)
         self.running: set[str] = set()
-        self.planned = 0
         self.finished = False
         self.note = ""  # set when the probes could not run
         self._dirty = True
@@ -112,10 +111,9 @@ class DiagnosisPanel(Vertical):
         self.redraw()
 
     # -- state -----------------------------------------------------------------------------------
-    def reset(self, siblings: list[dict[str, Any]] | None = None, planned: int = 0) -> None:
+    def reset(self, siblings: list[dict[str, Any]] | None = None) -> None:
         self.diagnosis = Diagnosis(self.node, siblings=siblings)
         self.running.clear()
-        self.planned = planned
         self.finished = False
         self.note = ""
         self._dirty = True
@@ -151,8 +149,7 @@ class DiagnosisPanel(Vertical):
 
     def settled(self) -> bool:
         """True when no probe still out could change the verdict."""
-        settled = getattr(self.diagnosis, "settled", None)
-        return bool(settled()) if callable(settled) else False
+        return self.diagnosis.settled()
 
     def headline(self) -> Text:
         d = self.diagnosis

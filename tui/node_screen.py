@@ -495,9 +495,8 @@ class NodeScreen(Screen):
         panel = self.probes
         try:
             probes = ctx.probes(self.node_name)
-            plan = probes.plan()
-            panel.set_plan(plan)
-            self.diagnosis.reset(siblings_from(self.model), planned=len(plan))
+            panel.set_plan(probes.plan())
+            self.diagnosis.reset(siblings_from(self.model))
         except Exception as err:
             panel.failed(f"the probes could not be planned: {type(err).__name__}: {err}")
             self.diagnosis.done("the probes could not be planned")
