@@ -355,3 +355,24 @@ async def test_an_interrupted_action_is_audited_with_how_far_it_got(tmp_path):
     (record,) = list(log.records())
     assert record["result"] == "failed" and record["override"] is True
     assert "interrupted with 1 of 2 step(s) started" in record["reason"]
+
+
+def test_no_clearance_while_the_audit_log_cannot_be_written(tmp_path):
+    from triage.actions import ACTIONS, Plan, Step
+    from triage.audit import AuditLog
+    from triage.guards import OK, Check, GuardReport, Refused, override_phrase
+    from triage.workflow import Attempt
+
+    async def never() -> str:
+        raise AssertionError("must not run")
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the log's folder should be")
+    action = ACTIONS["cordon"]
+    attempt = Attempt(None, None, None, "node-0004", enabled=True,
+                      audit_log=AuditLog(blocker / "audit.jsonl"))
+    attempt.plan = Plan(action, "node-0004", [Step("api", "PATCH /api/v1/nodes/node-0004",
+                                                   never)], [], False, False)
+    attempt.report = GuardReport(action.id, "node-0004", [Check("enabled", OK, "on")])
+    with pytest.raises(Refused, match="no action runs without its audit record"):
+        attempt.clear(override_phrase("node-0004"))

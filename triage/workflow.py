@@ -146,6 +146,9 @@ class Attempt:
         """The guard's token for this plan: from the verified bundle, or (no bundle) from the
         typed override phrase. A refusal is audited."""
         assert self.plan is not None and self.report is not None, "prepare() first"
+        problem = self.audit_problem(self.plan.action.id)
+        if problem:  # nothing to write the refusal to either
+            raise Refused(f"{problem}; no action runs without its audit record", self.report)
         try:
             if self.bundle is not None:
                 return self.guard.clear(self.plan, self.report, self.bundle)
