@@ -1,6 +1,6 @@
 """The fleet screen against a served lab of N nodes (default 5,000), beside kubectl in the same run.
 
-    python -m bench.fleet [--nodes 5000] [--churn 5000] [--seconds 10]
+    python -m bench.fleet [--nodes 5000] [--churn 10000] [--seconds 10]
 
 Prints `kubectl get nodes` wall time, then, from the app running headless in its own process:
 the time from launch to the first rows and to all rows on screen, watch events applied per
@@ -24,7 +24,7 @@ from bench.kubectl_get_nodes import rss_mb, serve, timed
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=5000)
-    parser.add_argument("--churn", type=int, default=5000, help="node updates per second")
+    parser.add_argument("--churn", type=int, default=10000, help="node updates per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
