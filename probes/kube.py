@@ -1,9 +1,15 @@
 """Cluster access from a kubeconfig, and node lists read as raw JSON into slim records.
 
-Requests go through the kubernetes package's configured connection pool (its TLS settings, proxy
-and credential refresh hooks) but skip its generated models: bodies are read as bytes and parsed
-with `json` straight into the records below. Lists are paged (`limit`/`continue`) and yielded a
-page at a time, so a caller can show the first rows before the last page arrives.
+The kubeconfig context is resolved into credentials (`probes.credentials.Credentials`, or a
+kubernetes client `Configuration` for auth-provider users only); nothing is sent through the
+kubernetes package. Requests go through a urllib3 pool of our own (`_pool`: the context's CA,
+client certificate, TLS server name and proxy-url), made again when an exec plugin hands back a
+new client certificate. Each request takes its Authorization header from those credentials
+(bearer token through the exec plugin's refresh hook, else basic auth); a 401 runs the exec
+plugin again or re-reads the tokenFile, once. No generated client models: bodies are read as
+bytes and parsed with `json` straight into the records below. Lists are paged
+(`limit`/`continue`) and yielded a page at a time, so a caller can show the first rows before
+the last page arrives.
 """
 
 from __future__ import annotations

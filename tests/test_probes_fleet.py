@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import gc
 import json
 import os
 import signal
@@ -10,11 +12,13 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from probes.fleet import FleetEvent, FleetFeed
 from probes.kube import Kube
+from tui.embedded_lab import EmbeddedLab
 
 
 class Fleet:
@@ -250,3 +254,62 @@ def test_after_the_first_page_the_feed_waits_for_the_gate(fresh_lab):
         fleet.wait(synced(), why="the rest of the list once the gate opened")
         fleet.wait(lambda f: "leases" in f.kinds(), why="leases after the gate")
         assert len(fleet.nodes) == 700
+
+
+# -- bookmarks, against a lab in this process (its clock stopped, its bookmarks frequent) --------
+
+@contextmanager
+def lab_in_process(directory: Path, nodes: int = 5):
+    """A lab on a thread of this process, so a test can reach into its cluster."""
+    thresholds = gc.get_threshold()
+    lab = EmbeddedLab(directory, nodes=nodes, seed=4)
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+        gc.unfreeze()  # the lab freezes the collector for its own objects
+        gc.set_threshold(*thresholds)
+
+
+def on_lab_loop(lab: EmbeddedLab, call):
+    """Run `call` on the lab's event loop (nothing there is thread-safe) and return its result."""
+    done: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(call())
+        except BaseException as err:
+            done.set_exception(err)
+
+    lab._loop.call_soon_threadsafe(run)
+    return done.result(10)
+
+
+def test_bookmarks_move_the_watch_positions_while_nothing_changes(tmp_path):
+    with lab_in_process(tmp_path / "lab") as lab:
+        cluster = lab.lab.cluster
+        on_lab_loop(lab, lab.lab._ticker.cancel)  # quiet: no status posts, no lease renewals
+        cluster.bookmark_interval = 0.3
+        kube = Kube(str(tmp_path / "lab" / "kubeconfig"))
+        feed = FleetFeed(kube, pods=False)
+        with running(feed) as fleet:
+            fleet.wait(lambda f: synced()(f) and "leases" in f.kinds() and feed.lease_version,
+                       why="the node and lease lists")
+            listed = len(fleet.events())
+            node_rv, lease_rv = int(feed.resource_version), int(feed.lease_version)
+            # a write to neither nodes nor leases: only a bookmark can tell the watches of it
+            stored = kube.send("PATCH", "/api/v1/namespaces/default",
+                               {"metadata": {"labels": {"touched": "yes"}}},
+                               content_type="application/merge-patch+json")
+            target = int(stored["metadata"]["resourceVersion"])
+            assert target > max(node_rv, lease_rv)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and (int(feed.resource_version) < target
+                                                   or int(feed.lease_version) < target):
+                time.sleep(0.05)
+            assert int(feed.resource_version) == target, "no bookmark moved the node watch"
+            assert int(feed.lease_version) == target, "no bookmark moved the lease watch"
+            assert int(cluster.store.rv) == target  # and nothing else was written meanwhile
+            after = [e.kind for e in fleet.events()[listed:]]
+            assert not {"upsert", "delete", "leases", "reset"} & set(after), after

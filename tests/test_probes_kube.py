@@ -4,6 +4,8 @@ kubeconfig merging, contexts, exec credential plugins, and every error worded fo
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import gc
 import json
 import os
 import socket
@@ -17,6 +19,7 @@ import yaml
 
 from probes.kube import Kube, KubeError, NodeRecord, node_record
 from probes.kubeconfig import list_contexts
+from tui.embedded_lab import EmbeddedLab
 
 
 def lab_config(lab) -> dict:
@@ -107,9 +110,20 @@ def test_record_keeps_to_the_fields_it_needs():
            "status": {"conditions": [{"type": "Ready", "status": "False",
                                       "reason": "KubeletNotReady",
                                       "lastTransitionTime": "2024-05-01T10:00:00Z",
-                                      "lastHeartbeatTime": "2024-05-01T10:05:00Z"}]}}
+                                      "lastHeartbeatTime": "2024-05-01T10:05:00Z"}],
+                      "nodeInfo": {"kernelVersion": "6.8.0-1019-aws",
+                                   "osImage": "Ubuntu 22.04.5 LTS",
+                                   "containerRuntimeVersion": "containerd://1.7.24",
+                                   "kubeletVersion": "v1.31.4", "kubeProxyVersion": "v1.31.3",
+                                   "operatingSystem": "linux", "architecture": "amd64",
+                                   "machineID": "m" * 32, "bootID": "b" * 36}}}
     r = node_record(obj)
     assert r.status == "NotReady,SchedulingDisabled"
+    assert (r.kernel, r.os_image, r.runtime, r.kubelet_version) == \
+        ("6.8.0-1019-aws", "Ubuntu 22.04.5 LTS", "containerd://1.7.24", "v1.31.4")
+    bare = node_record({"metadata": {"name": "n2"}, "status": {}})  # no nodeInfo: blank cells
+    assert (bare.kernel, bare.os_image, bare.runtime, bare.kubelet_version) == ("",) * 4
+    assert bare.ready == "Unknown" and bare.roles == "<none>"
     assert r.roles == "control-plane" and r.pool == "pool-a" and r.taints == ["k:NoSchedule"]
     assert r.ready_since == 1714557600.0 and r.heartbeat == 1714557900.0
     assert not hasattr(r, "__dict__")  # slots: no per-record dict
@@ -197,6 +211,61 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
         time.sleep(0.1)
     kube.list_nodes()  # the client's refresh hook runs the plugin again
     assert runs.read_text() == "2"
+
+
+def on_lab_loop(lab: EmbeddedLab, call):
+    """Run `call` on the lab's event loop (nothing there is thread-safe) and return its result."""
+    done: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            done.set_result(call())
+        except BaseException as err:
+            done.set_exception(err)
+
+    lab._loop.call_soon_threadsafe(run)
+    return done.result(10)
+
+
+def test_token_file_is_read_again_after_a_401(tmp_path):
+    """A rotated service-account token: the file changes, the old token stops working, and the
+    next request that is refused reads the file again instead of failing."""
+    thresholds = gc.get_threshold()
+    lab = EmbeddedLab(tmp_path / "lab", nodes=3, seed=2)  # in this process: its tokens change
+    lab.start()
+    try:
+        tokens = lab.lab.cluster.tokens
+        user = ("rotating", ["system:authenticated"])
+        on_lab_loop(lab, lambda: tokens.update({"token-one": user}))
+        token_file = tmp_path / "token"
+        token_file.write_text("token-one\n")
+        doc = {"apiVersion": "v1", "kind": "Config",
+               "clusters": json.loads((tmp_path / "lab" / "kubeconfig").read_text())["clusters"],
+               "users": [{"name": "sa", "user": {"tokenFile": str(token_file)}}],
+               "contexts": [{"name": "sa", "context": {"cluster": "nodewb-lab", "user": "sa"}}],
+               "current-context": "sa"}
+        kube = Kube(str(write(tmp_path / "config", doc)))
+        assert len(kube.list_nodes()) == 3
+        assert kube._headers("application/json")["Authorization"] == "Bearer token-one"
+
+        def rotate() -> None:
+            tokens["token-two"] = tokens.pop("token-one")
+
+        on_lab_loop(lab, rotate)
+        token_file.write_text("token-two\n")
+        assert len(kube.list_nodes()) == 3  # a 401, the file read again, the request repeated
+        assert kube._headers("application/json")["Authorization"] == "Bearer token-two"
+        # a file that holds no valid token either: one more read, then a clear 401
+        token_file.write_text("token-three\n")
+        on_lab_loop(lab, lambda: tokens.pop("token-two"))
+        with pytest.raises(KubeError) as err:
+            kube.list_nodes()
+        assert err.value.status == 401 and "user 'sa' of context 'sa'" in str(err.value)
+        assert kube._headers("application/json")["Authorization"] == "Bearer token-three"
+    finally:
+        lab.stop()
+        gc.unfreeze()  # the lab freezes the collector for its own objects
+        gc.set_threshold(*thresholds)
 
 
 def test_exec_plugin_is_run_again_after_a_401(served_lab, tmp_path):

@@ -223,11 +223,24 @@ async def test_movement_keys():
         assert table.cursor == 0 and table.scroll_offset.y == 0
         await pilot.press("G")
         assert table.cursor == 39
-        await pilot.press("pageup")
-        assert table.cursor < 39
-        top = table.cursor
-        await pilot.press("pagedown")
-        assert table.cursor == 39 or table.cursor > top
+        # a page is the node lines the table shows (its height less the header line)
+        page = table.scrollable_content_region.height - 1
+        assert 5 <= page < 20
+        for down, up in (("pagedown", "pageup"), ("ctrl+f", "ctrl+b")):
+            await pilot.press("home")
+            await pilot.press(down)
+            assert table.cursor == page, down
+            await pilot.press(down)
+            assert table.cursor == 2 * page, down
+            assert table.scroll_offset.y > 0  # the cursor is kept in view
+            await pilot.press(up)
+            assert table.cursor == page, up
+            await pilot.press("G", up)
+            assert table.cursor == 39 - page, up
+            await pilot.press(up, up, up)
+            assert table.cursor == 0 and table.scroll_offset.y == 0, up
+            await pilot.press("end", down)
+            assert table.cursor == 39, down  # no further than the last node
 
 
 async def test_enter_opens_the_node_and_escape_comes_back():
