@@ -12,7 +12,13 @@ query, over three paths, each result saying which one it came by (`via`):
 `via="auto"` tries the proxy first and falls back to SSH when the proxy fails the way a partition
 makes it fail (dial tcp ...: i/o timeout, 500/502/503/504, no answer in time): the runbook's
 partition case, where the control plane cannot reach the node and the bastion still can. The
-failed attempt is kept in the result's `data["attempts"]` as evidence.
+failed attempt is kept in the result's `data["attempts"]` as evidence. The client remembers such a
+failure per node: for `proxy_retry` seconds (60) the auto path asks over SSH first, quoting the
+remembered attempt as evidence, and tries the proxy again after that (or at once when SSH gets no
+answer), so a scrape loop does not wait for a dead proxy every time.
+
+The path used when a call names none is the client's `via` (default "auto"); `path_named` turns
+the command line's words (auto, proxy, direct, ssh) into these names.
 
 Every call has connect and read timeouts and returns a `probes.observation.Observation`; nothing
 raises. A probe that does not answer in time is `hung`; one that cannot run is `error` with the
@@ -28,7 +34,7 @@ import re
 import shlex
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode
@@ -38,10 +44,12 @@ import httpx
 from probes import metrics as metrics_mod
 from probes.observation import Observation, Status
 
-__all__ = ["KubeletClient", "Fetch", "Runner", "PROXY", "DIRECT", "SSH", "AUTO",
-           "parse_goroutines", "partition_signature"]
+__all__ = ["KubeletClient", "Fetch", "Runner", "PROXY", "DIRECT", "SSH", "AUTO", "PATH_WORDS",
+           "path_named", "parse_goroutines", "partition_signature"]
 
 PROXY, DIRECT, SSH, AUTO = "apiserver-proxy", "direct", "ssh", "auto"
+PATH_WORDS = {"auto": AUTO, "proxy": PROXY, "direct": DIRECT, "ssh": SSH}
+PROXY_RETRY = 60.0  # seconds the auto path goes to SSH first after the proxy showed a partition
 KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
@@ -65,6 +73,7 @@ class Fetch:
     started: float = 0.0
     duration: float = 0.0
     proxy_error: str = ""  # the API server's own Status message when its proxy failed
+    remembered: float | None = None  # seconds ago, when quoted from an earlier call
 
     @property
     def answered(self) -> bool:
@@ -75,9 +84,44 @@ class Fetch:
         return body.decode("utf-8", "replace")
 
     def attempt(self) -> dict[str, Any]:
-        return {"via": self.via, "url": self.url, "status": self.status,
-                "error": self.error or self.proxy_error, "timed_out": self.timed_out,
-                "duration": round(self.duration, 3)}
+        out = {"via": self.via, "url": self.url, "status": self.status,
+               "error": self.error or self.proxy_error, "timed_out": self.timed_out,
+               "duration": round(self.duration, 3)}
+        if self.remembered is not None:
+            out["remembered"] = True
+            out["age"] = round(self.remembered, 1)
+        return out
+
+
+def path_named(word: str) -> str:
+    """The path a command-line word names (auto, proxy, direct, ssh, or a path's own name)."""
+    if word in PATH_WORDS.values():
+        return word
+    try:
+        return PATH_WORDS[word]
+    except KeyError:
+        raise ValueError(f"unknown kubelet path {word!r} (one of: "
+                         f"{', '.join(PATH_WORDS)})") from None
+
+
+def _fallback_note(attempts: list[Fetch]) -> str:
+    """` (the proxy failed: WHY)` for a result that came after a failed attempt, else ""."""
+    if not attempts:
+        return ""
+    a = attempts[-1]
+    why = a.error or a.proxy_error or a.status
+    who = "the proxy" if a.via == PROXY else a.via
+    if a.remembered is not None:
+        return f" ({who} failed {a.remembered:.0f} s ago: {why}; asked over SSH first until it " \
+               f"is tried again)"
+    return f" ({who} failed: {why})"
+
+
+def _spanning(last: Fetch, first: Fetch) -> Fetch:
+    """`last`, timed from the start of `first`: the wait for a failed path is part of the probe."""
+    last.duration += last.started - first.started
+    last.started = first.started
+    return last
 
 
 def partition_signature(f: Fetch) -> bool:
@@ -125,23 +169,26 @@ def _chain(err: BaseException):
 
 def _explain(err: BaseException, where: str) -> str:
     """A transport failure in words: refused, unreachable, TLS, DNS."""
+    kubelet = not where.startswith("the API server")
+    refused = f"connection refused: nothing listens on {where}" + \
+        (" (is the kubelet running?)" if kubelet else "")
     for e in _chain(err):
         if isinstance(e, ssl.SSLCertVerificationError):
             return (f"TLS: {where} presented a certificate that does not verify "
-                    f"({e.verify_message or e}); the kubelet's serving certificate may be "
-                    f"self-signed or not issued for this address")
+                    f"({e.verify_message or e})" + ("; the kubelet's serving certificate may be "
+                    "self-signed or not issued for this address" if kubelet else ""))
         if isinstance(e, ssl.SSLError):
             return f"TLS failure with {where}: {e.reason or e}"
         if isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and
                                                      e.errno == _errno.ECONNREFUSED):
-            return f"connection refused: nothing listens on {where} (is the kubelet running?)"
+            return refused
         if isinstance(e, OSError) and e.errno:
             name = _errno.errorcode.get(e.errno, str(e.errno))
             return f"{where}: {e.strerror or e} ([Errno {e.errno}] {name})"
     text = str(err) or type(err).__name__
     low = text.lower()
     if "connection refused" in low or "connect call failed" in low:
-        return f"connection refused: nothing listens on {where} (is the kubelet running?)"
+        return refused
     if "certificate verify failed" in low:
         return f"TLS: the certificate of {where} does not verify ({text[:200]})"
     return f"{where}: {type(err).__name__}: {text[:300]}"
@@ -165,14 +212,22 @@ class KubeletClient:
     `kube` (a probes.kube.Kube) gives the API server, its CA and credentials, and node addresses;
     `runner` runs a command on a node over SSH. Either may be None: the paths that need it are
     then skipped with a reason. `verify_direct=False` accepts any serving certificate on direct
-    connections (real kubelets often serve a self-signed one). The client remembers the last
-    metrics scrape of each node, so `metrics()` reports rates between consecutive calls.
+    connections (real kubelets often serve a self-signed one). `via` is the path of calls that
+    name none. The client remembers the last metrics scrape of each node, so `metrics()` reports
+    rates between consecutive calls, and a proxy that failed with the partition signature (see
+    `fetch_auto`).
     """
 
     def __init__(self, kube: Any | None = None, runner: Runner | None = None, *,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
                  port: int = KUBELET_PORT, verify_direct: bool = True,
-                 addresses: dict[str, str] | None = None, ssh_curl_args: str = "") -> None:
+                 addresses: dict[str, str] | None = None, ssh_curl_args: str = "",
+                 via: str = AUTO, proxy_retry: float = PROXY_RETRY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.via = path_named(via)
+        self.proxy_retry = proxy_retry
+        self._clock = clock
+        self._proxy_down: dict[str, tuple[float, Fetch]] = {}  # node -> (when, the failed fetch)
         self.kube = kube
         self.runner = runner
         self.connect_timeout = connect_timeout
@@ -369,27 +424,57 @@ class KubeletClient:
             return f
         return Fetch(SSH, url, status, body.encode("utf-8", "surrogateescape"))
 
-    async def fetch_auto(self, node: str, path: str, via: str = AUTO, *,
+    async def fetch_auto(self, node: str, path: str, via: str | None = None, *,
                          timeout: float | None = None, accept: str = "*/*") -> tuple[Fetch, list]:
-        """One GET by `via`, or by AUTO: the proxy, then SSH when the proxy shows the
-        partition signature (or, with no kubeconfig, SSH then direct). Returns the fetch that
-        decided and the list of attempts before it."""
+        """One GET by `via` (default: the client's), or by AUTO: the proxy, then SSH when the
+        proxy shows the partition signature (or, with no kubeconfig, SSH then direct). Returns
+        the fetch that decided and the list of attempts before it.
+
+        After a partition-signature failure of the proxy, AUTO asks over SSH first for
+        `proxy_retry` seconds and quotes the remembered failure as its attempt; when SSH gets no
+        answer in that time the proxy is tried again at once."""
+        via = path_named(via) if via else self.via
         if via != AUTO:
             return await self.fetch(node, path, via, timeout=timeout, accept=accept), []
-        attempts: list[Fetch] = []
-        if self.kube is not None:
-            first = await self.fetch(node, path, PROXY, timeout=timeout, accept=accept)
-            if not partition_signature(first) or self.runner is None:
-                return first, attempts
-            attempts.append(first)
-            second = await self.fetch(node, path, SSH, timeout=timeout, accept=accept)
-            # the observation spans both tries: the wait for the proxy is part of the probe
-            second.duration += second.started - first.started
-            second.started = first.started
-            return second, attempts
-        if self.runner is not None:
-            return await self.fetch(node, path, SSH, timeout=timeout, accept=accept), attempts
-        return await self.fetch(node, path, DIRECT, timeout=timeout, accept=accept), attempts
+        if self.kube is None:
+            if self.runner is not None:
+                return await self.fetch(node, path, SSH, timeout=timeout, accept=accept), []
+            return await self.fetch(node, path, DIRECT, timeout=timeout, accept=accept), []
+        remembered = self.proxy_failure(node) if self.runner is not None else None
+        if remembered is not None:
+            over_ssh = await self.fetch(node, path, SSH, timeout=timeout, accept=accept)
+            if over_ssh.status > 0:
+                return over_ssh, [remembered]
+            return _spanning(await self._proxy_auto(node, path, timeout, accept), over_ssh), \
+                [over_ssh]
+        first = await self._proxy_auto(node, path, timeout, accept)
+        if not partition_signature(first) or self.runner is None:
+            return first, []
+        second = await self.fetch(node, path, SSH, timeout=timeout, accept=accept)
+        return _spanning(second, first), [first]
+
+    async def _proxy_auto(self, node: str, path: str, timeout: float | None,
+                          accept: str) -> Fetch:
+        """A proxy GET of the auto path: a partition-signature failure is remembered for the
+        node, any other outcome forgets an earlier one."""
+        f = await self.fetch(node, path, PROXY, timeout=timeout, accept=accept)
+        if partition_signature(f):
+            self._proxy_down[node] = (self._clock(), f)
+        else:
+            self._proxy_down.pop(node, None)
+        return f
+
+    def proxy_failure(self, node: str) -> Fetch | None:
+        """The proxy's partition-signature failure for `node` in the last `proxy_retry`
+        seconds (a copy saying how long ago), else None."""
+        entry = self._proxy_down.get(node)
+        if entry is None:
+            return None
+        at, f = entry
+        age = self._clock() - at
+        if age >= self.proxy_retry:
+            return None
+        return replace(f, remembered=max(0.0, age))
 
     # -- the observations ---------------------------------------------------------------------------
     def _fail(self, probe: str, node: str, f: Fetch, attempts: list[Fetch],
@@ -434,7 +519,8 @@ class KubeletClient:
             data["fallback_from"] = attempts[-1].attempt()
         return data
 
-    async def healthz(self, node: str, via: str = AUTO, *, timeout: float | None = None) -> Observation:
+    async def healthz(self, node: str, via: str | None = None, *,
+                      timeout: float | None = None) -> Observation:
         """200 `ok` is ok; 500 lists the failing checks (`[-]syncloop failed`) and is bad."""
         probe = "kubelet.healthz"
         f, attempts = await self.fetch_auto(node, "/healthz?verbose", via, timeout=timeout)
@@ -447,8 +533,7 @@ class KubeletClient:
         data["checks"] = {name: ("ok" if sign == "+" else "failed") for sign, name, _, _ in checks}
         failing = [name for sign, name, _, _ in checks if sign == "-"]
         data["failed_checks"] = failing
-        fallback = f" (the proxy failed: {attempts[-1].error or attempts[-1].proxy_error or attempts[-1].status})" \
-            if attempts else ""
+        fallback = _fallback_note(attempts)
         if f.status == 200:
             return Observation(probe, node, Status.OK, f.started, f.duration,
                                f"healthz 200 via {f.via}{fallback}", data, f.via, text.strip())
@@ -463,7 +548,7 @@ class KubeletClient:
                            f"healthz {f.status} via {f.via}: {why}{fallback}", data, f.via,
                            text.strip())
 
-    async def scrape(self, node: str, via: str = AUTO, *, timeout: float | None = None,
+    async def scrape(self, node: str, via: str | None = None, *, timeout: float | None = None,
                      keep_raw: bool = False) -> tuple[Observation, metrics_mod.Scrape | None]:
         """/metrics read and parsed (the Observation has no figures yet: see `metrics`).
         `raw` is the whole payload with `keep_raw`, else the lines of the families read."""
@@ -493,7 +578,7 @@ class KubeletClient:
         return Observation(probe, node, Status.OK, f.started, f.duration,
                            f"metrics via {f.via}: {s.size} bytes", data, f.via, raw), s
 
-    async def metrics(self, node: str, via: str = AUTO, *, timeout: float | None = None,
+    async def metrics(self, node: str, via: str | None = None, *, timeout: float | None = None,
                       keep_raw: bool = False) -> Observation:
         """/metrics reduced to figures (rates against this client's previous scrape of the node);
         bad when a runbook threshold is crossed. `keep_raw` quotes the whole payload in `raw`
@@ -512,7 +597,8 @@ class KubeletClient:
         return Observation(obs.probe, node, Status.BAD if signals.breaches() else Status.OK,
                            obs.started, obs.duration, summary, data, obs.via, obs.raw)
 
-    async def configz(self, node: str, via: str = AUTO, *, timeout: float | None = None) -> Observation:
+    async def configz(self, node: str, via: str | None = None, *,
+                      timeout: float | None = None) -> Observation:
         probe = "kubelet.configz"
         f, attempts = await self.fetch_auto(node, "/configz", via, timeout=timeout,
                                             accept="application/json")
@@ -542,7 +628,7 @@ class KubeletClient:
         return Observation(probe, node, Status.OK, f.started, f.duration,
                            f"configz via {f.via}: {shown}", data, f.via, text)
 
-    async def goroutines(self, node: str, via: str = AUTO, *, timeout: float | None = None,
+    async def goroutines(self, node: str, via: str | None = None, *, timeout: float | None = None,
                          warn: int = 500) -> Observation:
         """The goroutine dump (debug=1): the total, the biggest groups and where they wait;
         bad above `warn` (the runbook's 500)."""
@@ -575,7 +661,7 @@ class KubeletClient:
 
     async def logs(self, node: str, query: str = "kubelet", *, tail_lines: int | None = 200,
                    since: float | str | None = None, pattern: str | None = None,
-                   via: str = AUTO, timeout: float | None = None) -> Observation:
+                   via: str | None = None, timeout: float | None = None) -> Observation:
         """The node log query (`/logs/?query=kubelet&tailLines=N&sinceTime=...`)."""
         probe = "kubelet.logs"
         params: dict[str, str] = {"query": query}

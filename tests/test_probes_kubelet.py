@@ -91,6 +91,109 @@ async def test_partition_fails_via_proxy_and_answers_via_ssh(client):
     assert auto.duration >= auto.data["fallback_from"]["duration"]  # the wait is part of it
 
 
+class Counting(KubeletClient):
+    """The real client, noting the path of every GET it makes."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gets: list[str] = []
+
+    async def fetch(self, node, path, via, **kwargs):
+        self.gets.append(via)
+        return await super().fetch(node, path, via, **kwargs)
+
+
+class Later:
+    """A monotonic clock that can be moved forward."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def switchable_runner(lab):
+    """ssh -F over the lab's bastion; with `broken[0]` set, over a jump host that refuses (the
+    bastion gone), so SSH really gets no answer."""
+    broken = [False]
+    dead = closed_port()
+
+    async def run(node: str, command: str, timeout: float):
+        jump = ["-J", f"root@127.0.0.1:{dead}"] if broken[0] else []
+        proc = await asyncio.create_subprocess_exec(
+            "ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", *jump, node, command,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None, "", "", True
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
+            False
+
+    return run, broken
+
+
+async def test_a_partitioned_proxy_is_remembered_and_tried_again_later(served_lab):
+    clock = Later()
+    run, broken = switchable_runner(served_lab)
+    async with Counting(Kube(str(served_lab.kubeconfig)), run, read_timeout=10,
+                        connect_timeout=3, proxy_retry=60, clock=clock) as c:
+        t0 = time.monotonic()
+        first = await c.metrics(PARTITION)
+        first_took = time.monotonic() - t0
+        assert first.status in (Status.OK, Status.BAD) and first.via == SSH, first.summary
+        assert c.gets == [PROXY, SSH]
+        failed = first.data["attempts"][0]
+        assert failed["via"] == PROXY and "remembered" not in failed
+        assert "i/o timeout" in failed["error"] or failed["timed_out"]
+        # the next scrapes go to SSH first and quote the remembered failure as evidence
+        c.gets.clear()
+        t1 = time.monotonic()
+        second = await c.metrics(PARTITION)
+        second_took = time.monotonic() - t1
+        assert second.via == SSH and c.gets == [SSH], c.gets
+        quoted = second.data["attempts"][0]
+        assert quoted["remembered"] is True and 0 <= quoted["age"] < 60
+        assert quoted["via"] == PROXY and quoted["error"] == failed["error"]
+        assert second.data["fallback_from"] == quoted
+        health = await c.healthz(PARTITION)
+        assert health.status == Status.OK and health.via == SSH
+        assert "the proxy failed" in health.summary and "s ago" in health.summary
+        assert c.gets == [SSH, SSH]
+        # other nodes are not affected
+        c.gets.clear()
+        assert (await c.healthz(HEALTHY)).via == PROXY and c.gets == [PROXY]
+        # explicit paths still go where they are told
+        c.gets.clear()
+        assert (await c.healthz(PARTITION, PROXY)).status in (Status.ERROR, Status.HUNG)
+        assert c.gets == [PROXY]
+        # after the window the proxy is tried again (and remembered again)
+        clock.ahead = 61
+        c.gets.clear()
+        third = await c.healthz(PARTITION)
+        assert third.via == SSH and c.gets == [PROXY, SSH]
+        assert "remembered" not in third.data["attempts"][0]
+        # SSH without an answer inside the window: the proxy is asked again at once
+        broken[0] = True
+        c.gets.clear()
+        lost = await c.healthz(PARTITION)
+        assert c.gets == [SSH, PROXY], c.gets
+        assert lost.via == PROXY and lost.status in (Status.ERROR, Status.HUNG)
+        assert lost.data["fallback_from"]["via"] == SSH
+        print(f"\nfirst scrape (proxy, then SSH) {first_took:.2f} s; "
+              f"next (SSH first) {second_took:.2f} s")
+
+
 # -- metrics ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("via", [PROXY, DIRECT, SSH])
 async def test_metrics_by_every_path(client, via):

@@ -10,23 +10,39 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui.cli_session import node_session, ssh_options
+from tui.cli_session import node_session, session_options
+
+KUBELET_PATHS = ("auto", "proxy", "direct", "ssh")  # the words of probes.kubelet.PATH_WORDS
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context to use (default: the current context)")
-    p.add_argument("--ssh-config", default=os.path.expanduser("~/.ssh/config"),
+def _cluster_args(p: argparse.ArgumentParser, top: bool = True) -> None:
+    """The cluster options. The top parser holds their defaults; a subcommand's copies default
+    to nothing at all (SUPPRESS), so an option given before the subcommand is kept and one given
+    after it wins."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--kubeconfig", default=default(None),
+                   help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", default=default(None),
+                   help="kubeconfig context to use (default: the current context)")
+    p.add_argument("--ssh-config", default=default(os.path.expanduser("~/.ssh/config")),
                    help="OpenSSH client config for reaching nodes (default: ~/.ssh/config)")
-    p.add_argument("--bastion", metavar="[USER@]HOST[:PORT]",
+    p.add_argument("--bastion", metavar="[USER@]HOST[:PORT]", default=default(None),
                    help="jump host for SSH to nodes (instead of ProxyJump in the ssh config)")
-    p.add_argument("--ssh-target", metavar="TEMPLATE",
+    p.add_argument("--ssh-target", metavar="TEMPLATE", default=default(None),
                    help="how a node is reached over SSH, e.g. '{name}.corp.example' "
                         "(default: its InternalIP, or a Host entry named after it)")
-    p.add_argument("--ssh-user", help="user for SSH to nodes (default: from the ssh config)")
-    p.add_argument("--sudo", action="store_true",
+    p.add_argument("--ssh-user", default=default(None),
+                   help="user for SSH to nodes (default: from the ssh config)")
+    p.add_argument("--sudo", action="store_true", default=default(False),
                    help="run node commands through `sudo -n`")
-    p.add_argument("--allow-actions", action="store_true",
+    p.add_argument("--kubelet-via", choices=KUBELET_PATHS, default=default("auto"),
+                   help="how the kubelet's endpoints are reached: auto (the API server's node "
+                        "proxy, SSH when the proxy shows a partition), proxy, direct "
+                        "(https://INTERNAL-IP:10250) or ssh (curl on the node); default auto")
+    p.add_argument("--allow-actions", action="store_true", default=default(False),
                    help="enable the safe actions (they are off by default)")
 
 
@@ -50,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("mode", nargs="?", choices=["serve"],
                      help="serve: run the lab headless and write client files to --dir")
     lab.add_argument("--dir", help="where `lab serve` writes kubeconfig, ssh_config, known_hosts")
-    lab.add_argument("--allow-actions", action="store_true",
+    lab.add_argument("--allow-actions", action="store_true", default=argparse.SUPPRESS,
                      help="enable the safe actions in the lab's TUI (off by default)")
     _lab_args(lab)
 
@@ -60,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag = sub.add_parser("diagnose", help="run the probes and the decision tree once on a node")
     diag.add_argument("node")
     diag.add_argument("--format", choices=["text", "json", "markdown"], default="text")
-    _cluster_args(diag)
+    _cluster_args(diag, top=False)
 
     analyze = sub.add_parser("analyze", help="run the decision tree on captured evidence "
                                              "(a directory, a lone file or a .tar.gz bundle)")
@@ -72,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--out", metavar="FILE",
                          help="bundle file to write (default: a new file under "
                               "${XDG_DATA_HOME:-~/.local/share}/nodewb/evidence/)")
-    _cluster_args(capture)
+    _cluster_args(capture, top=False)
 
     from tui.cli_act import EPILOG
 
@@ -86,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how long to watch the node come back (default 180)")
     act.add_argument("--canary", action="store_true",
                      help="also run a canary pod on the node while verifying")
-    _cluster_args(act)
+    _cluster_args(act, top=False)
     return parser
 
 
@@ -164,7 +180,8 @@ def cmd_lab_tui(args: argparse.Namespace) -> int:
             return 1
         try:
             return _run_tui(str(Path(tmp) / "kubeconfig"), None, str(Path(tmp) / "ssh_config"),
-                            title="nodewb lab", allow_actions=args.allow_actions)
+                            title="nodewb lab", allow_actions=args.allow_actions,
+                            ssh_options={"kubelet_via": args.kubelet_via})
         finally:
             embedded.stop()
 
@@ -185,8 +202,8 @@ def _run_tui(kubeconfig: str | None, context: str | None, ssh_config: str | None
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    return _run_tui(args.kubeconfig, args.context, args.ssh_config, ssh_options=ssh_options(args),
-                    allow_actions=args.allow_actions)
+    return _run_tui(args.kubeconfig, args.context, args.ssh_config,
+                    ssh_options=session_options(args), allow_actions=args.allow_actions)
 
 
 async def _diagnose(args: argparse.Namespace):

@@ -24,9 +24,24 @@ def ssh_options(args: argparse.Namespace) -> dict:
             "user": getattr(args, "ssh_user", None), "sudo": getattr(args, "sudo", False)}
 
 
+def kubelet_via(args: argparse.Namespace) -> str:
+    """The kubelet client's default path from --kubelet-via (auto when not given)."""
+    from probes.kubelet import path_named
+
+    return path_named(getattr(args, "kubelet_via", None) or "auto")
+
+
+def session_options(args: argparse.Namespace) -> dict:
+    """What the TUI's node contexts take (tui.node_context.live_context's `ssh_options`): the
+    ssh options and the kubelet path."""
+    return dict(ssh_options(args), kubelet_via=kubelet_via(args))
+
+
 @asynccontextmanager
 async def node_session(args: argparse.Namespace, node: str) -> AsyncIterator[NodeSession]:
-    """Open the clients for NODE from --kubeconfig/--context/--ssh-config and the ssh flags.
+    """Open the clients for NODE from --kubeconfig/--context/--ssh-config, the ssh flags and
+    --kubelet-via; both clients reach the node by its InternalIP (unless the ssh config or
+    --ssh-target says otherwise for SSH).
     Raises probes.kubeconfig.KubeError (a clear one-line message) when the API cannot be used."""
     from probes.kube import Kube
     from probes.kubelet import KubeletClient
@@ -39,10 +54,12 @@ async def node_session(args: argparse.Namespace, node: str) -> AsyncIterator[Nod
                if a.get("type") == "InternalIP"), None)
     options = {k: v for k, v in ssh_options(args).items() if v}
     has_config = bool(args.ssh_config and os.path.exists(args.ssh_config))
-    ssh = SshClient(ssh_config=args.ssh_config if has_config else None, **options) \
-        if has_config or options.get("bastion") else None
+    addresses = {node: ip} if ip else {}
+    ssh = SshClient(ssh_config=args.ssh_config if has_config else None, addresses=addresses,
+                    **options) if has_config or options.get("bastion") else None
     try:
-        async with KubeletClient(kube, ssh_runner(ssh) if ssh else None) as kubelet:
+        async with KubeletClient(kube, ssh_runner(ssh) if ssh else None, addresses=addresses,
+                                 via=kubelet_via(args)) as kubelet:
             yield NodeSession(node, kube, ssh, kubelet, obj, ip)
     finally:
         if ssh is not None:

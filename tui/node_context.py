@@ -1,12 +1,14 @@
 """What the node screen needs from the outside world, injected so tests can pass fakes.
 
 `NodeContext` holds the API connection (a probes.kube.Kube, sync), the SSH client (or None when
-no ssh config was given), a factory of KubeletClient, a factory of NodeProbes and a clock. The app
-builds one with `live_context`; tests build their own from fakes.
+no ssh config was given), a factory of KubeletClient, a factory of NodeProbes, `locate` (which
+tells both clients a node's InternalIP before they reach it) and a clock. The app builds one with
+`live_context`; tests build their own from fakes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol, Sequence
@@ -27,6 +29,8 @@ class NodeContext:
     ssh: Any | None = None  # probes.ssh.SshClient: stream(node, command)
     kubelet: Callable[[], Any] | None = None  # -> probes.kubelet.KubeletClient
     probes: Callable[[str], ProbePlan] | None = None  # node name -> NodeProbes
+    # (node name, its InternalIP if known) -> the InternalIP the SSH and kubelet clients now use
+    locate: Callable[[str, str | None], Awaitable[str | None]] | None = None
     clock: Callable[[], float] = time.time
     scrape_every: float = 5.0  # seconds between metrics scrapes
     poll_every: float = 2.0  # seconds between node log queries (without SSH)
@@ -36,14 +40,25 @@ class NodeContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+LOCATE_TIMEOUT = 10.0  # seconds to ask the API server for a node's InternalIP
+
+
 def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
                  clock: Callable[[], float] = time.time,
-                 ssh_options: dict[str, Any] | None = None) -> Callable[[], NodeContext]:
+                 ssh_options: dict[str, Any] | None = None,
+                 kubelet_via: str | None = None) -> Callable[[], NodeContext]:
     """A factory of contexts for the real cluster: `kube_source()` connects (or returns the
     connection the fleet already made); SSH is used when `ssh_config` names an existing file
     or a bastion is given (`ssh_options` go to probes.ssh.SshClient: bastion, target, user,
-    sudo). The factory is called on the node screen's first need, never at import."""
-    ssh_options = {k: v for k, v in (ssh_options or {}).items() if v not in (None, "", False)}
+    sudo; a "kubelet_via" entry among them, or `kubelet_via`, is the kubelet client's default
+    path: auto, proxy, direct or ssh). A node is reached as `nodewb diagnose` reaches it: by its
+    InternalIP unless the ssh config has a Host block for its name or a target template says
+    otherwise. The factory is called on the node screen's first need, never at import."""
+    from probes.kubelet import AUTO, path_named
+
+    options = dict(ssh_options or {})
+    via = path_named(options.pop("kubelet_via", None) or kubelet_via or AUTO)
+    options = {k: v for k, v in options.items() if v not in (None, "", False)}
     cache: dict[str, Any] = {}
 
     def make() -> NodeContext:
@@ -56,21 +71,37 @@ def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
         kube = kube_source()
         ssh = None
         has_config = bool(ssh_config and os.path.exists(os.path.expanduser(ssh_config)))
-        if has_config or ssh_options.get("bastion"):
+        if has_config or options.get("bastion"):
             from probes.ssh import SshClient
 
-            ssh = SshClient(ssh_config=ssh_config if has_config else None, **ssh_options)
+            ssh = SshClient(ssh_config=ssh_config if has_config else None, **options)
 
         runner = _runner(ssh) if ssh is not None else None
-        kubelet = KubeletClient(kube, runner)
+        kubelet = KubeletClient(kube, runner, via=via)
+
+        async def locate(node: str, known: str | None = None) -> str | None:
+            ip = known or kubelet.addresses.get(node) or \
+                (ssh.addresses.get(node) if ssh is not None else None)
+            if not ip and kube is not None:
+                try:
+                    ip = await asyncio.wait_for(kubelet.node_address(node), LOCATE_TIMEOUT)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # no address: SSH falls back to the node's name
+                    ip = None
+            if ip:
+                kubelet.addresses[node] = ip
+                if ssh is not None:
+                    ssh.addresses[node] = ip
+            return ip
 
         def probes(node: str) -> ProbePlan:
             from probes.node_probes import NodeProbes  # type: ignore[import-not-found]
 
-            return NodeProbes(kube, ssh, kubelet, node)
+            return NodeProbes(kube, ssh, kubelet, node, internal_ip=kubelet.addresses.get(node))
 
         cache["ctx"] = NodeContext(kube=kube, ssh=ssh, kubelet=lambda: kubelet, probes=probes,
-                                   clock=clock)
+                                   locate=locate, clock=clock)
         cache["close"] = (ssh, kubelet)
         return cache["ctx"]
 

@@ -159,6 +159,7 @@ class NodeScreen(Screen):
         self._seen: list[str] = []
         self.capturing = False
         self._title = ""
+        self._locating: asyncio.Future | None = None
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -398,13 +399,42 @@ class NodeScreen(Screen):
         self.facts_state = ""
         self._update_facts_extra()
 
+    async def _located(self) -> str | None:
+        """The node's InternalIP, told to the SSH and kubelet clients before either reaches the
+        node (from the fleet's record of it, else asked of the API once), so they reach it the
+        way `nodewb diagnose` does. None when unknown or the context has no `locate`."""
+        ctx = self.context
+        if ctx is None or ctx.locate is None:
+            return None
+        if self._locating is None:
+            entry = self.model.get(self.node_name)
+            known = getattr(getattr(entry, "rec", None), "internal_ip", None) or None
+            self._locating = asyncio.ensure_future(ctx.locate(self.node_name, known))
+        try:
+            return await asyncio.shield(self._locating)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # outside code: the clients fall back to the node's name
+            return None
+
+    def _ssh_where(self) -> str:
+        """` (user@host:port via bastion)` for an SSH client that can say where it goes."""
+        target = getattr(self.context.ssh, "target", None) if self.context else None
+        if target is None:
+            return ""
+        try:
+            return f" ({target(self.node_name).describe()})"
+        except Exception:  # the connection attempt will say what is wrong
+            return ""
+
     @work(exclusive=True, group="node-journal", exit_on_error=False)
     async def follow_journal(self) -> None:
         ctx = self.context
         assert ctx is not None
         panel = self.journal
         if ctx.ssh is not None:
-            panel.set_source(f"ssh {self.node_name}: {ctx.journal_command}")
+            await self._located()
+            panel.set_source(f"ssh {self.node_name}{self._ssh_where()}: {ctx.journal_command}")
             try:
                 async with ctx.ssh.stream(self.node_name, ctx.journal_command) as stream:
                     n = 0
@@ -435,6 +465,7 @@ class NodeScreen(Screen):
         kubelet = ctx.kubelet() if ctx.kubelet else None
         if kubelet is None:
             return
+        await self._located()
         panel.set_source(f"kubelet log query (polled every {ctx.poll_every:g} s)")
         last_error = ""
         while True:
@@ -471,6 +502,7 @@ class NodeScreen(Screen):
         kubelet = ctx.kubelet()
         panel = self.signals
         prev = None
+        await self._located()
         while True:
             try:
                 obs, scrape = await kubelet.scrape(self.node_name)
@@ -493,6 +525,7 @@ class NodeScreen(Screen):
         self.probe_run += 1
         run = self.probe_run
         panel = self.probes
+        await self._located()
         try:
             probes = ctx.probes(self.node_name)
             panel.set_plan(probes.plan())
