@@ -108,8 +108,9 @@ def start_lab(directory: Path, *args: str, timeout: float = 120) -> ServedLab:
     return ServedLab(directory, proc, info)
 
 
-def stop_lab(lab: ServedLab) -> int:
-    lab.process.send_signal(signal.SIGTERM)
+def stop_lab(lab: ServedLab, sig: signal.Signals = signal.SIGTERM) -> int:
+    """Stop the lab with `sig`; its exit code (-9: it did not stop in time and was killed)."""
+    lab.process.send_signal(sig)
     try:
         return lab.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -124,7 +125,15 @@ def served_lab(tmp_path_factory) -> ServedLab:
     specs = [f"--scenario={name}@{node}" for name, node in SCENARIO_NODES.items()]
     lab = start_lab(directory, "--nodes", str(LAB_NODES), "--seed", "7", *specs)
     yield lab
-    stop_lab(lab)
+    assert_stops_cleanly(lab, signal.SIGTERM)
+
+
+def assert_stops_cleanly(lab: ServedLab, sig: signal.Signals) -> None:
+    """A lab stopped by `sig` exits 0 (the service manager and ctrl+c in a terminal)."""
+    code = stop_lab(lab, sig)
+    log = lab.dir.parent / f"{lab.dir.name}.log"
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    assert code == 0, f"the lab exited with {code} on {sig.name}:\n{tail}"
 
 
 @pytest.fixture

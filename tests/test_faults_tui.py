@@ -1,6 +1,7 @@
 """The fleet screen against a lab of its own while the API server is down, slow, failing or
 cutting watches: every key is answered, the header says the data is stale, and afterwards the
-table holds exactly the server's nodes."""
+table holds exactly the server's nodes. A node's screen while its SSH connections drop and the
+bastion is down: the keys answer, the journal marks the gap and follows again afterwards."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tui.app import NodewbApp
 from tui.config import Config
 from tui.feed import FleetSource
 from tui.fleet_model import Entry
+from tui.node_screen import PANELS, NodeScreen
 
 KEY_LIMIT = 5.0  # s a key press may take to be handled (a blocked UI would take forever)
 LAG_LIMIT = 2.0  # s the UI's event loop may go without running (generous: a loaded 2-core box)
@@ -22,12 +24,15 @@ LAG_LIMIT = 2.0  # s the UI's event loop may go without running (generous: a loa
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from tests.conftest import start_lab, stop_lab
+    """A lab of the module's own; after the faults it must still stop cleanly on ctrl+c."""
+    import signal
+
+    from tests.conftest import assert_stops_cleanly, start_lab
 
     served = start_lab(tmp_path_factory.mktemp("tui-faults") / "lab", "--nodes", "25",
                        "--seed", "5", "--scenario", "runtime-dead@node-0004")
     yield served
-    stop_lab(served)
+    assert_stops_cleanly(served, signal.SIGINT)
 
 
 def row_names(app: NodewbApp) -> list[str]:
@@ -50,7 +55,10 @@ async def press(pilot, *keys: str) -> None:
     # The pilot waits after each key until the process looks idle (up to about a second while
     # the feed's thread is busy relisting), so the limit is per key.
     for key in keys:
-        await asyncio.wait_for(pilot.press(key), KEY_LIMIT)
+        try:
+            await asyncio.wait_for(pilot.press(key), KEY_LIMIT)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"the key {key!r} was not answered in {KEY_LIMIT:g} s") from None
 
 
 class LoopLag:
@@ -185,3 +193,105 @@ async def test_hostile_node_text_reaches_the_table_as_text():
         assert "[bold red]boom[/]" in drawn  # markup shown as text
         assert not any(c in drawn for c in "\x1b\x07\u202e\ud800")
         await press(pilot, "q")
+
+
+def gap_markers(screen, text: str) -> list[str]:
+    return [line.text for line in screen.journal.buffer if line.gap and text in line.text]
+
+
+def lines_after_last_gap(screen) -> int:
+    lines = list(screen.journal.buffer)
+    last = max((i for i, line in enumerate(lines) if line.gap), default=-1)
+    return sum(1 for line in lines[last + 1:] if not line.gap)
+
+
+async def node_keys_answer(screen, pilot) -> float:
+    """Panels, journal search and pause answer on the node screen; returns the slowest key."""
+    worst = 0.0
+
+    async def timed(*keys: str) -> None:
+        nonlocal worst
+        for key in keys:
+            t0 = time.monotonic()
+            await press(pilot, key)
+            worst = max(worst, time.monotonic() - t0)
+
+    before = screen.current
+    await timed("tab")
+    assert screen.current == (before + 1) % len(PANELS)
+    await timed("slash", *"gap", "enter")
+    assert screen.journal.query_text == "gap"
+    await timed("slash", "escape")
+    assert screen.journal.query_text == ""
+    await timed("p")
+    assert screen.journal.paused
+    await timed("p")
+    assert not screen.journal.paused
+    return worst
+
+
+@pytest.mark.openssh
+@pytest.mark.kubectl
+async def test_a_dropped_ssh_connection_leaves_the_node_screen_responsive(lab):
+    """On a node's screen the bastion goes down and the node's SSH sessions are cut: the keys
+    answer, the journal marks the interruption, re-run probes end as errors in bounded time, and
+    the journal follows again once the faults are over."""
+    node = "node-0006"
+    t_start = time.monotonic()
+    source = FleetSource(str(lab.kubeconfig), None)
+    app = NodewbApp(source, title="faults", config=Config(Path("/nonexistent/config.toml")),
+                    ssh_config=str(lab.ssh_config))
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: app.model.synced and len(row_names(app)) >= 24, 30,
+                        "the first list")
+            inject(lab, f"journal-hostile:node={node},every=1,for=50")  # lines keep coming
+            await press(pilot, "slash", *node, "enter", "enter")
+            await until(pilot, lambda: isinstance(app.screen, NodeScreen), 10, "the node screen")
+            screen = app.screen
+            assert screen.node_name == node
+            await until(pilot, lambda: screen.journal.received >= 6, 20, "journal lines")
+            await until(pilot, lambda: "finished" in screen.probes.note, 30, "the first probes")
+            node_rows = [r for r in screen.probes.rows.values() if r.id.startswith("node.")]
+            assert node_rows and all(r.state in ("ok", "bad") for r in node_rows), \
+                [(r.id, r.state, r.summary) for r in node_rows]
+            t_opened = time.monotonic()
+
+            drop = inject(lab, f"ssh-drop:every=0.5,node={node},for=14")
+            down = inject(lab, "bastion-down:for=12")
+            await until(pilot, lambda: gap_markers(screen, "stream interrupted"), 10,
+                        "the journal's interruption marker")
+            assert time.time() < down["ends"], "the bastion came back before the marker"
+            with LoopLag() as lag:
+                t0 = time.monotonic()
+                await press(pilot, "ctrl+r")
+                await until(pilot, lambda: screen.probe_run == 2 and
+                            "finished" in screen.probes.note, 20, "the re-run probes to end")
+                rerun_took = time.monotonic() - t0
+                in_outage = time.time() < down["ends"]
+                t0 = time.monotonic()
+                worst_key = await node_keys_answer(screen, pilot)
+                keys_took = time.monotonic() - t0
+            assert lag.worst < LAG_LIMIT, f"the UI loop was blocked for {lag.worst:.2f}s"
+            assert in_outage, f"the re-run took {rerun_took:.1f}s, past the bastion outage"
+            node_rows = [r for r in screen.probes.rows.values() if r.id.startswith("node.")]
+            assert node_rows and all(r.state == "error" for r in node_rows), \
+                [(r.id, r.state, r.summary) for r in node_rows]
+            assert all("refused" in r.summary.lower() for r in node_rows), \
+                {r.summary for r in node_rows}
+
+            ends = max(drop["ends"], down["ends"])
+            await until(pilot, lambda: time.time() > ends, 20, "the faults to end")
+            await until(pilot, lambda: gap_markers(screen, "resumed with --since")
+                        and lines_after_last_gap(screen) >= 6, 20,
+                        "journal lines after the last gap")
+            assert gap_markers(screen, "stream interrupted for")
+            print(f"\n10 keys answered in {keys_took:.2f}s (slowest {worst_key:.2f}s, worst "
+                  f"loop lag {lag.worst:.3f}s); "
+                  f"re-run probes ended as errors in {rerun_took:.2f}s; "
+                  f"{len(gap_markers(screen, 'stream interrupted'))} gap markers; "
+                  f"node screen up after {t_opened - t_start:.1f}s, "
+                  f"whole test {time.monotonic() - t_start:.1f}s")
+            await press(pilot, "q")
+    finally:
+        faults(lab, "DELETE")

@@ -1,11 +1,14 @@
 """probes.ssh against OpenSSH's real sshd on loopback: commands run on it directly (exit status,
-stderr, signals on timeout, host keys, auth), and sshd as the bastion in front of lab nodes."""
+stderr, signals on timeout, host keys, auth, keys held by ssh-agent), and sshd as the bastion in
+front of lab nodes."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,3 +169,102 @@ async def test_real_sshd_as_the_bastion(sshd, served_lab, tmp_path):
         assert ssh.stats()["opened"]["realbastion"] == 2
     log = sshd.log_text()
     assert "Accepted publickey for root" in log
+
+
+AGENT_LIFETIME = 120  # s: the agent stops by itself even if the test run is killed
+
+
+def agent_env(sock: Path) -> dict[str, str]:
+    return {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+
+
+@pytest.fixture
+def ssh_agent():
+    """OpenSSH's ssh-agent on a socket of its own, killed at the end (and by `timeout` anyway)."""
+    if not (shutil.which("ssh-agent") and shutil.which("ssh-add")):
+        pytest.skip("ssh-agent / ssh-add are not installed (openssh-client)")
+    directory = Path(tempfile.mkdtemp(prefix="nodewb-agent-"))  # short: a socket path is <108
+    sock = directory / "agent.sock"
+    proc = subprocess.Popen(["timeout", str(AGENT_LIFETIME), "ssh-agent", "-D", "-a", str(sock)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert proc.poll() is None, f"ssh-agent exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "ssh-agent did not create its socket"
+            time.sleep(0.02)
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def agent_config(tmp_path: Path, sshd, served_lab, node: str) -> Path:
+    """realsshd directly, and a lab node through the lab's bastion: no IdentityFile anywhere,
+    so only the agent's keys (or the defaults in ~/.ssh) can be offered."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text((served_lab.dir / "known_hosts").read_text() + sshd.known_hosts_line() + "\n")
+    lab_cfg = served_lab.ssh_config.read_text()
+    bastion_port = lab_cfg.split("Host nodewb-bastion", 1)[1].split("Port ", 1)[1].split()[0]
+    ip = served_lab.info["ips"][node]
+    port = served_lab.info["node_ssh_port"]
+    common = f"    User root\n    UserKnownHostsFile {kh}\n    GlobalKnownHostsFile /dev/null\n"
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host realsshd\n    HostName 127.0.0.1\n    Port {sshd.port}\n" + common +
+                   f"Host agentbastion\n    HostName 127.0.0.1\n    Port {bastion_port}\n"
+                   f"    HostKeyAlias nodewb-bastion\n" + common +
+                   f"Host {node}\n    HostName {ip}\n    Port {port}\n    HostKeyAlias {node}\n"
+                   f"    ProxyJump agentbastion\n" + common)
+    assert "IdentityFile" not in cfg.read_text()
+    return cfg
+
+
+async def test_keys_from_the_ssh_agent(sshd, client_key, served_lab, ssh_agent, tmp_path,
+                                       monkeypatch):
+    """With keys only in ssh-agent (no IdentityFile, an empty HOME), commands run on the real
+    sshd and on a lab node behind the bastion; without the agent, or with it empty, the error
+    says what was offered."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no ~/.ssh/id_* to fall back on
+    node = "node-0002"
+    cfg = agent_config(tmp_path, sshd, served_lab, node)
+    for key in (client_key[0], served_lab.dir / "id_ed25519"):
+        subprocess.run(["ssh-add", "-q", str(key)], env=agent_env(ssh_agent), check=True,
+                       capture_output=True, timeout=20)
+    listed = subprocess.run(["ssh-add", "-l"], env=agent_env(ssh_agent), capture_output=True,
+                            text=True, timeout=20).stdout
+    assert len(listed.splitlines()) == 2, listed
+
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(ssh_agent))
+    async with SshClient(ssh_config=cfg) as ssh:
+        r = await ssh.run("realsshd", "id -un", 10)
+        assert (r.exit_status, r.stdout) == (0, "root\n")
+        r = await ssh.run(node, "hostname", 10)
+        assert (r.exit_status, r.stdout) == (0, f"{node}\n")
+    assert "Accepted publickey for root" in sshd.log_text()
+
+    monkeypatch.delenv("SSH_AUTH_SOCK")
+    async with SshClient(ssh_config=cfg) as ssh:
+        with pytest.raises(AuthFailed) as info:
+            await ssh.run("realsshd", "true", 10)
+        assert f"127.0.0.1:{sshd.port}" in str(info.value)
+        assert "no IdentityFile, no SSH_AUTH_SOCK" in str(info.value)
+        with pytest.raises(AuthFailed) as info:
+            await ssh.run(node, "true", 10)
+        assert "the bastion agentbastion" in str(info.value)
+
+    subprocess.run(["ssh-add", "-D"], env=agent_env(ssh_agent), check=True,
+                   capture_output=True, timeout=20)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(ssh_agent))
+    async with SshClient(ssh_config=cfg) as ssh:
+        with pytest.raises(AuthFailed) as info:
+            await ssh.run("realsshd", "true", 10)
+        assert f"the ssh-agent at {ssh_agent}" in str(info.value)
+        assert "ssh-add" in str(info.value)
