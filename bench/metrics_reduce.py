@@ -14,16 +14,18 @@ label values, the way a big node's payload grows:
   as much as it can.
 
 Printed per shape: payload size and lines, the lines the pre-filter kept, then medians over
-`--runs`: pre-filter alone, parse (pre-filter + our parser), reduce of one scrape against the one
-before it (both parsed fresh, so both sets of histograms are built), the whole step for one new
-scrape (parse + reduce against a kept previous scrape), and prometheus_client's full parse; the
-first (cold) run of our parse separately, since label checks are remembered across scrapes.
+`--runs`: the pre-filter alone; ours, the pre-filter then prometheus_client's parser on the kept
+family blocks (the first, cold run apart); the reduce of one scrape against the one before it; the
+whole step for one new scrape (parse + reduce against a kept previous scrape); and the same with
+prometheus_client's full parse of the payload (parse alone, then parse + reduce). Last, whether
+both parsers reduce the payload to the same figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import sys
 import time
@@ -121,11 +123,31 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times) * 1000
 
 
+def figure_values(sig: M.KubeletSignals) -> dict[str, tuple[float | None, str]]:
+    return {name: (fig.value, fig.bound) for name, fig in sig.figures().items()}
+
+
+def same_values(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key, (va, ba) in a.items():
+        vb, bb = b[key]
+        if ba != bb or (va is None) != (vb is None):
+            return False
+        if va is not None and not math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12):
+            return False
+    return True
+
+
+def full_parse(text: str, at: float) -> M.Scrape:
+    return M.scrape_from_families(text_string_to_metric_families(text), at=at)
+
+
 def measure(label: str, payload: bytes, runs: int) -> None:
     text = payload.decode()
     kept = M.prefilter(payload)
-    M._VALID.clear()
     M._SPLIT.clear()
+    M._NAMES_SEEN.clear()
     M._pairs.cache_clear()
     t = time.perf_counter()
     first = M.parse(payload, at=1000.0)
@@ -145,6 +167,11 @@ def measure(label: str, payload: bytes, runs: int) -> None:
         M.reduce(a, b)
         both.reduce_ms.append((time.perf_counter() - t0) * 1000)  # type: ignore[attr-defined]
 
+    full_prev = full_parse(text, 1000.0)
+
+    def full_step() -> None:
+        M.reduce(full_prev, full_parse(text, 1015.0))
+
     both.reduce_ms = []  # type: ignore[attr-defined]
     pre = median_ms(lambda: M.prefilter(payload), runs)
     parse = median_ms(lambda: M.parse(payload, at=1015.0), runs)
@@ -154,20 +181,30 @@ def measure(label: str, payload: bytes, runs: int) -> None:
     prom_runs = max(3, runs // 3)
     prom = median_ms(lambda: sum(len(f.samples) for f in text_string_to_metric_families(text)),
                      prom_runs)
-    prom_kept = median_ms(lambda: list(text_string_to_metric_families(
-        b"\n".join(kept).decode() + "\n")), prom_runs)
-    sig = M.reduce(prev, M.parse(payload, at=1015.0))
+    prom_whole = median_ms(full_step, prom_runs)
+
+    cur, full_cur = M.parse(payload, at=1015.0), full_parse(text, 1015.0)
+    ours_figs = [figure_values(M.reduce(None, cur)), figure_values(M.reduce(prev, cur))]
+    full_figs = [figure_values(M.reduce(None, full_cur)),
+                 figure_values(M.reduce(full_prev, full_cur))]
+    agree = all(same_values(a, b) for a, b in zip(ours_figs, full_figs))
+    sig = M.reduce(prev, cur)
     nlines = payload.count(b"\n")
     print(f"\n{label}: {len(payload) / 1e6:.2f} MB, {nlines:,} lines; pre-filter "
           f"keeps {len(kept):,} lines ({sum(len(x) + 1 for x in kept) / 1e3:.0f} kB)")
-    print(f"  pre-filter alone                       {pre:8.2f} ms")
-    print(f"  parse (pre-filter + parser)            {parse:8.2f} ms   first, cold: {cold:.2f} ms")
-    print(f"  reduce, both scrapes parsed fresh      {reduce_fresh:8.2f} ms")
-    print(f"  one new scrape: parse + reduce         {whole:8.2f} ms   (median of {runs})")
-    print(f"  prometheus_client, whole payload       {prom:8.2f} ms   (median of {prom_runs})")
-    print(f"  prometheus_client, pre-filtered lines  {prom_kept:8.2f} ms")
-    print(f"  speed-up of one step over prometheus_client's parse alone: {prom / whole:.0f}x; "
-          f"{len(sig.figures())} figures, breaches: {sig.breaches() or 'none'}")
+    print(f"  pre-filter alone                                  {pre:8.2f} ms")
+    print(f"  ours, parse: pre-filter + prometheus_client       {parse:8.2f} ms   "
+          f"first, cold: {cold:.2f} ms")
+    print(f"  ours, reduce: both scrapes parsed fresh           {reduce_fresh:8.2f} ms")
+    print(f"  ours, one new scrape: parse + reduce              {whole:8.2f} ms   "
+          f"(median of {runs})")
+    print(f"  full parse: prometheus_client, whole payload      {prom:8.2f} ms   "
+          f"(median of {prom_runs})")
+    print(f"  full parse and reduce of one new scrape           {prom_whole:8.2f} ms")
+    print(f"  speed-up of one step over the full parse: {prom_whole / whole:.0f}x; "
+          f"breaches: {sig.breaches() or 'none'}")
+    print(f"  figures: {len(ours_figs[1])} from each parser, same values: "
+          f"{'yes' if agree else 'NO'}")
 
 
 def main(argv: list[str] | None = None) -> None:

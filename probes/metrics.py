@@ -1,17 +1,18 @@
 """The kubelet's /metrics reduced to the few figures nodewb plots and decides on.
 
-Three steps, each cheap:
+Three steps:
 
-1. `prefilter(payload)` keeps only the lines of the families below (a 2 MB payload is mostly other
-   families: workqueues, storage operations, API client detail), without decoding the rest.
-2. `parse(payload, at)` reads those lines into a `Scrape`: sample name -> label text -> value.
-   One regular expression splits every kept line into name, label text and value; each label
-   text is then checked strictly (quoted values, escapes) once and remembered, since a kubelet
-   prints the same label lists on every scrape; loosely written ones (spaces, a trailing comma)
-   are rewritten to the canonical form. A line that fails is counted as a parse error and
-   skipped, so one bad line costs one series, not the scrape. Label text is parsed into pairs
-   only for the series a figure needs. Checked sample by sample against prometheus_client in the
-   tests.
+1. `prefilter(payload)` keeps only the lines the figures are made from: the samples of the
+   families below and their # TYPE lines, without the `_sum` lines (and the `_count` lines but
+   PLEG's) nothing reads. One regular expression over the bytes; a 2 MB payload is mostly other
+   families (workqueues, storage operations, API client detail) and is never decoded.
+2. `parse(payload, at)` reads the kept lines with prometheus_client's text parser into a
+   `Scrape`: sample name -> label text -> value. prometheus_client gives up on a whole text at
+   its first bad line, so the kept lines are read one family block at a time, and a block that
+   fails is read again line by line: a bad line costs itself (counted in `bad_lines`), not the
+   scrape. Before that, the histograms lose the labels no figure groups them by (LABELS_READ:
+   the API client's per-URL or per-host series, say) and their series are summed: the figures
+   are the same, and prometheus_client, whose cost grows with the length of a line, reads less.
 3. `reduce(prev, cur)` turns two scrapes into `KubeletSignals`: histogram quantiles from bucket
    increases between the scrapes (PromQL's histogram_quantile, linear in the bucket), rates per
    second, the time since the last PLEG relist, certificate TTL, goroutines, RSS, API client
@@ -37,9 +38,12 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
+from prometheus_client.parser import text_string_to_metric_families
+
 __all__ = [
     "FAMILIES", "THRESHOLDS", "Scrape", "Figure", "KubeletSignals", "Histogram",
-    "prefilter", "parse", "reduce", "histogram_quantile", "parse_labels",
+    "COUNTS_READ", "LABELS_READ", "prefilter", "parse", "project", "scrape_from_families",
+    "reduce", "histogram_quantile", "parse_labels",
 ]
 
 INF = float("inf")
@@ -64,6 +68,24 @@ FAMILIES: tuple[str, ...] = (
     "kubernetes_build_info",
 )
 
+# The only `_count` samples a figure reads (relist rate, restart detection); every other
+# `_count` and every `_sum` is left out by the pre-filter.
+COUNTS_READ: tuple[str, ...] = (
+    "kubelet_pleg_relist_duration_seconds_count",
+    "kubelet_pleg_relist_latency_microseconds_count",
+)
+
+# The labels the figures group each histogram by (its quantiles are taken over the sum of the
+# series by these labels). The others (`url`, `host`...) are stripped before the parse and the
+# series that then share their labels are summed.
+LABELS_READ: dict[str, tuple[str, ...]] = {
+    "kubelet_pleg_relist_duration_seconds": ("le",),
+    "kubelet_pleg_relist_interval_seconds": ("le",),
+    "kubelet_runtime_operations_duration_seconds": ("operation_type", "le"),
+    "rest_client_request_duration_seconds": ("verb", "le"),
+    "rest_client_request_latency_seconds": ("verb", "le"),
+}
+
 # The runbooks' warning levels for these signals.
 THRESHOLDS: dict[str, float] = {
     "pleg_relist_p99": 10.0,  # seconds; the runbook's band is 10-30 s
@@ -80,21 +102,48 @@ THRESHOLDS: dict[str, float] = {
 MAX_ERRORS_KEPT = 20
 MAX_GZIP = 64 << 20
 
-_KEEP = tuple(p.encode() for p in FAMILIES) + tuple(b"# TYPE " + p.encode() for p in FAMILIES)
-
 
 # -- step 1: the pre-filter ------------------------------------------------------------------------
+def _keep_pattern() -> re.Pattern[bytes]:
+    fams = b"|".join(re.escape(f.encode()) for f in FAMILIES)
+    counts = b"|".join(re.escape(c.encode()) for c in COUNTS_READ)
+    # Anchored on the newline before each line, so the engine jumps from line to line; the
+    # look-ahead runs only on lines of our families.
+    return re.compile(rb"\n(# TYPE (?:" + fams + rb")[^\n]*|(?:" + counts + rb")[{ \t][^\n]*|(?:"
+                      + fams + rb")(?![a-zA-Z0-9_:]*_(?:sum|count)[{ \t])[^\n]*)")
+
+
+_KEEP = _keep_pattern()
+
+
+def _strip_pattern(keep: tuple[str, ...]) -> re.Pattern[bytes]:
+    """A label pair whose name is not in `keep`, with the comma after it (a trailing comma
+    left before the `}` is allowed)."""
+    names = b"|".join(re.escape(k.encode()) for k in keep)
+    return re.compile(rb'(?<=[{,])(?!(?:' + names + rb')=")[a-zA-Z_][a-zA-Z0-9_]*="'
+                      rb'(?:[^"\\\n]|\\.)*",?')
+
+
+_STRIP = {family: _strip_pattern(keep) for family, keep in LABELS_READ.items()}
+
+
+def project(family: str, labels: dict[str, str]) -> dict[str, str]:
+    """The labels of a `family` series that the parse keeps (all but for the histograms of
+    LABELS_READ)."""
+    keep = LABELS_READ.get(family)
+    return labels if keep is None else {k: v for k, v in labels.items() if k in keep}
+
+
 def prefilter(payload: bytes) -> list[bytes]:
-    """The lines of `payload` that belong to FAMILIES (samples and their # TYPE lines)."""
-    keep = _KEEP
-    return [line for line in payload.split(b"\n") if line.startswith(keep)]
+    """The lines of `payload` the figures are read from (samples of FAMILIES and their # TYPE
+    lines, without the `_sum`/`_count` lines nothing reads)."""
+    return _KEEP.findall(b"\n" + payload)
 
 
 # -- step 2: parsing -------------------------------------------------------------------------------
-_VALUE_RX = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
-_PAIR_RX = r"[ \t]*[a-zA-Z_][a-zA-Z0-9_]*[ \t]*=[ \t]*" + _VALUE_RX + r"[ \t]*"
 _PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
 _UNESCAPE = re.compile(r'\\(.)')
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def _unescape(value: str) -> str:
@@ -105,11 +154,13 @@ def _unescape(value: str) -> str:
 
 
 def _escape(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def parse_labels(text: str) -> dict[str, str]:
-    """Label text as the Go client prints it (`a="x",b="y"`, escapes allowed) -> {name: value}."""
+    """Label text in a Scrape's canonical form (`a="x",b="y"`, escapes allowed) -> {name: value}."""
     return dict(_pairs(text))
 
 
@@ -118,10 +169,11 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((k, _unescape(v)) for k, v in _PAIR.findall(text))
 
 
-def _value(text: str) -> float:
-    if "_" in text:
-        raise ValueError(text)
-    return float(text)
+def _label_text(labels: dict[str, str]) -> str:
+    """prometheus_client's labels in canonical text, in the order printed."""
+    if not labels:
+        return ""
+    return ",".join([f'{k}="{_escape(v)}"' for k, v in labels.items()])
 
 
 @dataclass(slots=True)
@@ -130,7 +182,8 @@ class Scrape:
 
     `samples` maps a sample name (`kubelet_pleg_relist_duration_seconds_bucket`) to the series'
     label text in canonical form (`le="0.005"`, or `operation_type="status",le="0.005"`; "" for
-    none) to the value. `at` is when it was read, on the local clock (epoch seconds);
+    none) to the value. The histograms of LABELS_READ hold their series summed by the labels
+    listed there. `at` is when it was read, on the local clock (epoch seconds);
     `node_time` is the node's own clock at that moment when the caller knows it."""
 
     at: float
@@ -202,6 +255,20 @@ def parse(payload: bytes | bytearray | str | None, at: float | None = None, *,
     return scrape
 
 
+def scrape_from_families(families: Iterable[Any], at: float, *,
+                         node_time: float | None = None) -> Scrape:
+    """A Scrape of the FAMILIES samples in prometheus_client metric families (a full parse of a
+    payload, say), named as prometheus_client names them: a counter's samples end in `_total`."""
+    scrape = Scrape(at=float(at), node_time=node_time)
+    for metric in families:
+        if metric.name.startswith(FAMILIES):
+            scrape.types[metric.name] = metric.type
+        _add_samples(scrape, metric, "", strict=False)
+    if not scrape.samples:
+        scrape.error = "no kubelet families in the parsed payload"
+    return scrape
+
+
 def _describe(payload: bytes) -> str:
     head = payload[:200].lstrip()
     low = head[:64].lower()
@@ -235,99 +302,113 @@ def _parse_into(scrape: Scrape, payload: bytes | bytearray | str | None) -> None
     if not lines:
         scrape.error = f"the payload ({len(payload)} bytes) is {_describe(payload)}"
         return
-    try:
-        text = b"\n".join(lines).decode("utf-8")
-    except UnicodeDecodeError:
-        good = []
-        for line in lines:
-            try:
-                good.append(line.decode("utf-8"))
-            except UnicodeDecodeError as err:
-                _line_error(scrape, f"not UTF-8 at byte {err.start}", line[:160])
-        text = "\n".join(good)
-    comments = [line for line in lines if line[:1] == b"#"]
-    for line in comments:
-        parts = line.split()
-        if len(parts) == 4 and parts[1] == b"TYPE":
-            scrape.types[parts[2].decode("utf-8", "replace")] = parts[3].decode("utf-8", "replace")
-    found = _SAMPLE_LINE.findall(text)
-    if len(found) != len(lines) - len(comments) or scrape.bad_lines:
-        found = _line_by_line(scrape, text)
-    samples = scrape.samples
-    valid = _VALID
-    last_name = None
-    series: dict[str, float] = {}
-    for name, labels, value_text in found:
-        if labels and valid.get(labels) is not True:
-            ok = valid.get(labels)
-            if ok is None:
-                ok = _check_labels(labels)
-            if ok is False:
-                _line_error(scrape, "malformed labels", f"{name}{{{labels}}} {value_text}")
-                continue
-            if ok is not True:
-                labels = ok  # the canonical form of a loosely written label list
-        try:
-            if "_" in value_text:
-                raise ValueError(value_text)
-            value = float(value_text)
-        except ValueError:
-            _line_error(scrape, f"value {value_text[:40]!r} is not a number",
-                        f"{name}{{{labels}}} {value_text}" if labels else f"{name} {value_text}")
-            continue
-        if name != last_name:
-            last_name = name
-            series = samples.get(name)  # type: ignore[assignment]
-            if series is None:
-                samples[name] = series = {}
-        series[labels] = value
-    if not samples:
+    for declared, block in _blocks(scrape, lines):
+        _read_block(scrape, declared, block)
+    if not scrape.samples:
         scrape.error = (f"none of the {scrape.bad_lines} kubelet lines in the payload could be "
                         f"read (first: {scrape.errors[0] if scrape.errors else '?'})"
                         if scrape.bad_lines else
                         f"the payload ({len(payload)} bytes) is {_describe(payload)}")
 
 
-_SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^\n]*)\})?[ \t]+([^ \t\n]+)"
-                          r"(?:[ \t]+-?[0-9]+)?[ \t]*$", re.M)
-_LABELS_STRICT = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*=" + _VALUE_RX +
-                            r"(?:,[a-zA-Z_][a-zA-Z0-9_]*=" + _VALUE_RX + r")*")
-_LABELS_LOOSE = re.compile(r"(?:" + _PAIR_RX + r",)*(?:" + _PAIR_RX + r")?[ \t]*,?[ \t]*")
-_VALID: dict[str, "bool | str"] = {}
-
-
-def _check_labels(text: str) -> "bool | str":
-    """True for a label list in the Go client's form; its canonical form for one written
-    loosely (spaces, a trailing comma); False for anything else. Remembered per text: a
-    kubelet prints the same label lists on every scrape."""
-    if _LABELS_STRICT.fullmatch(text):
-        ok: bool | str = True
-    elif _LABELS_LOOSE.fullmatch(text):
-        ok = ",".join(f'{k}="{v}"' for k, v in _PAIR.findall(text))
-        if ok == text:
-            ok = True
-    else:
-        ok = False
-    if len(_VALID) > 200_000:
-        _VALID.clear()
-    _VALID[text] = ok
-    return ok
-
-
-def _line_by_line(scrape: Scrape, text: str) -> list[tuple[str, str, str]]:
-    """The slow path when some line is not a sample: find which, keep the rest."""
-    out = []
-    match = _SAMPLE_LINE.fullmatch
-    for line in text.split("\n"):
-        if not line or line[0] == "#":
-            continue
-        m = match(line)
-        if m is None:
-            _line_error(scrape, "not a sample line", line)
-            continue
-        name, labels, value = m.groups()
-        out.append((name, labels or "", value))
+def _blocks(scrape: Scrape, lines: list[bytes]) -> list[tuple[str, list[bytes]]]:
+    """The kept lines cut into family blocks, each from its # TYPE line (the lines before the
+    first # TYPE make a block of their own), with the type each declares noted in `scrape`."""
+    out: list[tuple[str, list[bytes]]] = []
+    declared = ""
+    current: list[bytes] = []
+    for line in lines:
+        if line[:1] == b"#":  # the pre-filter keeps no comment but `# TYPE <our family> ...`
+            if current:
+                out.append((declared, current))
+            current = [line]
+            parts = line.decode("utf-8", "replace").split()
+            declared = parts[2]
+            if len(parts) == 4:
+                scrape.types[declared] = parts[3]
+        else:
+            current.append(line)
+    if current:
+        out.append((declared, current))
     return out
+
+
+def _read_block(scrape: Scrape, declared: str, lines: list[bytes]) -> None:
+    """One family block through prometheus_client; line by line when the block as a whole
+    fails, so that only the bad lines are lost."""
+    # prometheus_client names the samples of a counter printed without `_total` NAME_total
+    bare = declared if scrape.types.get(declared) == "counter" and \
+        not declared.endswith("_total") else ""
+    raw = b"\n".join(lines)
+    strip = _STRIP.get(declared) if scrape.types.get(declared) == "histogram" else None
+    if strip is not None:
+        raw = strip.sub(b"", raw)
+        lines = raw.split(b"\n")
+    summed = strip is not None
+    try:
+        metrics = list(text_string_to_metric_families(raw.decode("utf-8")))
+    except Exception:  # prometheus_client raises ValueError, and others on odd input
+        metrics = None
+    if metrics is not None:
+        for metric in metrics:
+            _add_samples(scrape, metric, bare, summed=summed)
+        return
+    for line in lines:
+        if line[:1] == b"#":
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            _line_error(scrape, f"not UTF-8 at byte {err.start}", line[:160])
+            continue
+        try:
+            metrics = list(text_string_to_metric_families(text))
+        except Exception as err:
+            _line_error(scrape, f"not a sample line ({str(err)[:60] or type(err).__name__})",
+                        text)
+            continue
+        for metric in metrics:
+            _add_samples(scrape, metric, "", summed=summed)
+
+
+_NAMES_SEEN: set[str] = set()
+
+
+def _add_samples(scrape: Scrape, metric: Any, bare_counter: str, strict: bool = True,
+                 summed: bool = False) -> None:
+    """`summed`: samples that share name and labels add up (labels were stripped), rather than
+    the last one printed standing."""
+    samples = scrape.samples
+    renamed = bare_counter + "_total" if bare_counter and metric.type == "counter" else None
+    for s in metric.samples:
+        name = s.name
+        if name == renamed:
+            name = bare_counter
+        if name not in _NAMES_SEEN:
+            if not (_NAME.fullmatch(name) and name.startswith(FAMILIES)):
+                if strict:  # prometheus_client does not check a name followed by labels
+                    _line_error(scrape, "not a metric name", f"{name}{s.labels} {s.value}")
+                continue
+            if len(_NAMES_SEEN) > 10_000:
+                _NAMES_SEEN.clear()
+            _NAMES_SEEN.add(name)
+        value = s.value
+        if type(value) is not float:
+            try:
+                value = float(value)
+            except OverflowError:  # an integer past float's range, as the Go parser reads it
+                value = INF if value > 0 else -INF
+        series = samples.get(name)
+        if series is None:
+            samples[name] = series = {}
+        key = _label_text(s.labels)
+        if summed:
+            if value != value and name.endswith("_bucket"):
+                continue  # a NaN bucket adds nothing to the sum, as a series would skip it
+            if key in series:
+                series[key] += value
+                continue
+        series[key] = value
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -598,7 +679,8 @@ class KubeletSignals:
     rest_request_rate: Figure
     clock_offset: Figure  # node clock minus local clock, when the scrapes reveal it
     error: str = ""
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first few unreadable lines
+    bad_lines: int = 0  # lines of the families read that could not be read
 
     def figures(self) -> dict[str, Figure]:
         """Every figure by a flat name (`runtime_p99.list_podsandbox` for the per-op ones)."""
@@ -853,7 +935,8 @@ def _reduce(prev: Scrape | None, cur: Scrape) -> KubeletSignals:
             rest_p99=none("s", "rest client"), rest_p99_by_verb={},
             rest_5xx_rate=none("/s", "rest client"), rest_error_rate=none("/s", "rest client"),
             rest_request_rate=none("/s", "rest client"),
-            clock_offset=none("s", "clock"), error=why, errors=list(cur.errors))
+            clock_offset=none("s", "clock"), error=why, errors=list(cur.errors),
+            bad_lines=cur.bad_lines)
     w = _Window(prev, cur)
 
     # PLEG relist duration: histogram, else the old summary
@@ -974,7 +1057,7 @@ def _reduce(prev: Scrape | None, cur: Scrape) -> KubeletSignals:
         cert_ttl=ttl, cert_renew_errors=renew, goroutines=goroutines, rss=rss, cpu=cpu,
         rest_p99=rest_p99, rest_p99_by_verb=by_verb, rest_5xx_rate=rest_5xx,
         rest_error_rate=rest_err, rest_request_rate=rest_all, clock_offset=offset,
-        errors=list(cur.errors))
+        errors=list(cur.errors), bad_lines=cur.bad_lines)
 
 
 def _first_present(scrape: Scrape, *names: str) -> str:

@@ -16,7 +16,8 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kubelet-metrics"
-REAL = [p.read_bytes() for p in sorted(DATA.glob("*.txt"))]
+OURS = Path(__file__).resolve().parent / "data" / "kubelet-metrics"
+REAL = [p.read_bytes() for p in sorted(DATA.glob("*.txt")) + sorted(OURS.glob("*.txt"))]
 REAL_LINES = [line for payload in REAL for line in payload.split(b"\n")
               if line.startswith(tuple(f.encode() for f in FAMILIES))] or \
     [b'kubelet_pleg_relist_duration_seconds_bucket{le="0.005"} 1']
@@ -144,6 +145,41 @@ def test_mutated_real_scrapes(a: bytes, b: bytes) -> None:
     check(prev)
     check(cur)
     check_signals(reduce(prev, cur))
+
+
+# Lines of the families read that no Prometheus parser accepts.
+BAD_LINES = [
+    b'kubelet_pleg_relist_duration_seconds_bucket{le="0.1" 12',
+    b"kubelet_runtime_operations_total{operation_type=status} 3",
+    b'rest_client_requests_total{code="200"} 1_000',
+    b"go_goroutines twelve",
+    b"process_resident_memory_bytes",
+    b'kubelet_certificate_manager_client_ttl_seconds{a="b"}',
+    b'rest_client_request_duration_seconds_bucket{verb="GET",le="1"} 3 4 5 x',
+    b"kubelet_pleg_last_seen_seconds \xff\xfe",
+]
+
+
+@settings(FUZZ, max_examples=100)  # each example parses a real scrape twice
+@given(st.sampled_from(range(len(REAL))) if REAL else st.just(-1), st.data())
+def test_garbage_lines_cost_themselves_only(which: int, data) -> None:
+    """Bad lines dropped anywhere into a real scrape are counted one by one, and every other
+    sample reads as it does in the clean scrape."""
+    clean = REAL[which] if which >= 0 else b"\n".join(REAL_LINES)
+    lines = clean.split(b"\n")
+    inserts = data.draw(st.lists(st.tuples(st.integers(0, len(lines)), st.sampled_from(BAD_LINES)),
+                                 min_size=1, max_size=6))
+    for at, bad in sorted(inserts, reverse=True):
+        lines.insert(at, bad)
+    broken = parse(b"\n".join(lines), at=1000.0)
+    check(broken)
+    assert broken.bad_lines == len(inserts), broken.errors
+    assert nan_equal(broken.samples) == nan_equal(parse(clean, at=1000.0).samples)
+
+
+def nan_equal(samples: dict) -> dict:
+    return {name: {k: "NaN" if v != v else v for k, v in series.items()}
+            for name, series in samples.items()}
 
 
 @FUZZ

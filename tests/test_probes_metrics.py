@@ -15,12 +15,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab.machine import GiB, MiB, Fault, LabPod, Machine
 from lab.machine_files import KUBELET_CONFIG
 from lab.metrics import KubeletMetrics
-from probes.metrics import (FAMILIES, Figure, KubeletSignals, Scrape, histogram_quantile, parse,
-                            parse_labels, prefilter, reduce)
+from probes.metrics import (COUNTS_READ, FAMILIES, LABELS_READ, Figure, KubeletSignals, Scrape,
+                            histogram_quantile, parse, parse_labels, prefilter, project, reduce,
+                            scrape_from_families)
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kubelet-metrics"
 V121 = DATA / "datadog_kubelet_metrics_1_21.txt"
 V114 = DATA / "datadog_kubelet_metrics_1_14.txt"
+OURS = Path(__file__).resolve().parent / "data" / "kubelet-metrics"
+V135 = OURS / "kind_kubelet_metrics_1_35.txt"
 
 
 def real(path: Path) -> bytes:
@@ -74,12 +77,28 @@ def ours(s: Scrape) -> dict:
     return out
 
 
+def read(name: str) -> bool:
+    """A sample the figures read: the pre-filter leaves out every `_sum` and most `_count`s."""
+    return name.startswith(FAMILIES) and not name.endswith("_sum") and \
+        (not name.endswith("_count") or name in COUNTS_READ)
+
+
 def theirs(payload: bytes, skip: set[str] = frozenset()) -> dict:
-    out = {}
+    """prometheus_client's full parse of the payload, as the parse is to hold it: the samples the
+    figures read, histogram series summed by the labels the figures group them by."""
+    out: dict = {}
     for fam in text_string_to_metric_families(payload.decode()):
+        if fam.name in skip:
+            continue
         for smp in fam.samples:
-            if smp.name.startswith(FAMILIES) and fam.name not in skip:
-                out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+            if not read(smp.name):
+                continue
+            labels = project(fam.name, smp.labels) if fam.type == "histogram" else smp.labels
+            key = (smp.name, tuple(sorted(labels.items())))
+            if fam.name in LABELS_READ and fam.type == "histogram" and key in out:
+                out[key] += smp.value
+            else:
+                out[key] = smp.value
     return out
 
 
@@ -93,7 +112,7 @@ def test_parser_matches_prometheus_client_on_the_real_v1_21_scrape():
     s = parse(payload)
     assert s.ok and s.bad_lines == 0 and not s.errors
     mine, ref = ours(s), theirs(payload)
-    assert len(mine) > 700
+    assert len(mine) == len(ref) > 300
     assert same(mine, ref) == []
 
 
@@ -107,7 +126,7 @@ def test_parser_matches_prometheus_client_on_the_real_v1_14_scrape():
     mine = {k: v for k, v in ours(s).items()
             if not k[0].startswith(tuple(c + "_total" for c in clash))}
     ref = theirs(payload, skip=clash)
-    assert len(mine) > 450
+    assert len(mine) == len(ref) > 300
     assert same(mine, ref) == []
     # and the old counters are all there, under both names
     assert s.value("kubelet_runtime_operations", 'operation_type="list_podsandbox"') == 79691
@@ -132,6 +151,10 @@ def test_prefilter_keeps_only_our_families():
     names = {line.split(b"{")[0].split(b" ")[0] for line in kept if not line.startswith(b"#")}
     assert b"kubelet_pleg_last_seen_seconds" in names
     assert not any(n.startswith((b"workqueue_", b"apiserver_", b"storage_")) for n in names)
+    # nothing reads a histogram's _sum, nor its _count but PLEG's
+    assert not any(n.endswith(b"_sum") for n in names)
+    counts = {n for n in names if n.endswith(b"_count")}
+    assert counts == {b"kubelet_pleg_relist_duration_seconds_count"}
     assert len(kept) < payload.count(b"\n") / 2
 
 
@@ -174,6 +197,99 @@ def test_real_v1_21_scrape_reduced_on_its_own():
     # this EKS kubelet has no client-certificate manager: missing, not invented
     assert sig.cert_ttl.value is None and "does not export" in sig.cert_ttl.why
     assert sig.breaches() == []
+
+
+# v1.14 prints both `kubelet_runtime_operations` and `kubelet_runtime_operations_total` as counters;
+# prometheus_client folds each pair into one family and keeps only one of them.
+CLASH = {V114: {"kubelet_runtime_operations", "kubelet_runtime_operations_errors"}}
+
+
+def values(sig: KubeletSignals) -> dict:
+    return {name: (fig.value, fig.bound) for name, fig in sig.figures().items()}
+
+
+@pytest.mark.parametrize("path", [V114, V121, V135], ids=lambda p: p.stem)
+def test_each_real_scrape_matches_a_full_prometheus_client_parse(path):
+    payload = real(path)
+    s = parse(payload, at=1.7e9)
+    assert s.ok and s.bad_lines == 0 and not s.errors
+    clash = CLASH.get(path, set())
+    mine = {k: v for k, v in ours(s).items()
+            if not k[0].startswith(tuple(c + "_total" for c in clash))}
+    ref = theirs(payload, skip=clash)
+    assert len(mine) == len(ref) > 150
+    assert same(mine, ref) == []
+    # the figures from the pre-filtered parse are those of prometheus_client's full parse
+    full = scrape_from_families(text_string_to_metric_families(payload.decode()), at=1.7e9)
+    assert full.ok
+    assert values(reduce(None, s)) == values(reduce(None, full))
+
+
+def test_real_v1_35_scrape_reduced_on_its_own():
+    payload = real(V135)
+    last_seen = 1.768938012e9
+    s = parse(payload, at=last_seen + 4.0)
+    sig = reduce(None, s)
+    assert sig.version == "v1.35.0" and sig.bad_lines == 0
+    assert "cumulative" in sig.pleg_relist_p99.source
+    # 12854 of its 12855 relists took under 5 ms
+    assert 0.002 < sig.pleg_relist_p50.value < sig.pleg_relist_p99.value <= 0.005
+    # every relist interval fell in (1 s, 2.5 s]
+    assert sig.pleg_interval_p99.value == pytest.approx(1 + 1.5 * 0.99)
+    assert sig.pleg_last_relist_age.value == pytest.approx(4.0)
+    assert sig.goroutines.value == 275
+    assert sig.rss.value == 9.9786752e07
+    assert sig.cert_ttl.value == 3.1523113e07 and "ttl_seconds gauge" in sig.cert_ttl.source
+    assert sig.cert_renew_errors.value == 0
+    # runtime calls per operation, on the kubelet's exponential buckets (0.005 * 2.5^n)
+    assert len(sig.runtime_p99) == 19
+    assert sig.runtime_p99["list_podsandbox"].value <= 0.005
+    assert sig.runtime_p99["status"].value <= 0.005
+    # create_container: 11 of 12 under 1.22 s, the 12th under 3.05 s
+    assert sig.runtime_p99["create_container"].value == pytest.approx(
+        1.220703125 + (3.0517578125 - 1.220703125) * (0.99 * 12 - 11))
+    # the API client, per host and verb in the payload, read summed by verb
+    assert all("host" not in parse_labels(raw)
+               for raw in s.samples["rest_client_request_duration_seconds_bucket"])
+    assert set(sig.rest_p99_by_verb) == {"DELETE", "GET", "PATCH", "POST", "PUT"}
+    # 436 of 1659 requests under 5 ms, 1653 under 25 ms
+    assert sig.rest_p99.value == pytest.approx(0.005 + 0.02 * (0.99 * 1659 - 436) / (1653 - 436))
+    assert sig.summary().startswith("PLEG p99 5.0ms, last relist 4.00s, goroutines 275")
+    assert sig.breaches() == []
+
+
+def test_a_bad_line_inside_a_family_block_costs_only_that_line():
+    clean = real(V135)
+    lines = clean.split(b"\n")
+
+    def after(prefix: bytes, extra: bytes) -> None:
+        at = next(i for i, line in enumerate(lines) if line.startswith(prefix))
+        lines.insert(at + 1, extra)
+
+    runtime = b'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",'
+    after(runtime + b'le="0.0125"}', runtime + b'le="0.03125" 2760')  # no closing brace
+    after(b'kubelet_pleg_relist_duration_seconds_bucket{le="0.5"}',
+          b"kubelet_pleg_relist_duration_seconds_bucket{le=1} 12855")
+    after(b'rest_client_requests_total{code="201"', b'rest_client_requests_total{code="\xff"} 1')
+    broken = b"\n".join(lines)
+    with pytest.raises(ValueError):  # prometheus_client alone gives up on the whole payload
+        list(text_string_to_metric_families(broken.decode("utf-8", "replace")))
+    a, b = parse(clean, at=1.0), parse(broken, at=1.0)
+    assert b.ok and b.bad_lines == 3 and len(b.errors) == 3
+    assert any("not UTF-8" in e for e in b.errors)
+    assert b.samples == a.samples  # every good line of the three blocks is still read
+    sig = reduce(None, b)
+    assert sig.bad_lines == 3 and sig.as_dict()["bad_lines"] == 3 and sig.errors == b.errors
+    assert values(sig) == values(reduce(None, a))
+
+    # a good-looking line with a bad value: that series alone is lost
+    worse = clean.replace(b'kubelet_runtime_operations_total{operation_type="status"} 2760',
+                          b'kubelet_runtime_operations_total{operation_type="status"} 2_760')
+    c = parse(worse, at=1.0)
+    assert c.bad_lines == 1
+    ops = c.samples["kubelet_runtime_operations_total"]
+    assert 'operation_type="status"' not in ops and len(ops) == 18
+    assert ops['operation_type="list_podsandbox"'] == 19612
 
 
 def test_real_v1_14_scrape_has_no_last_seen_and_reads_the_expiry_timestamp():
