@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.filter import LineFilter, Monochrome, NoColor
 from textual.theme import Theme
 
 from tui.commands import FleetCommands
@@ -20,6 +21,7 @@ from tui.node_context import live_context
 from tui.themes import DEFAULT_THEME, load_themes
 
 FRAME_HZ = 20
+_NO_COLOR = NoColor()
 
 
 class NodewbApp(App):
@@ -98,6 +100,15 @@ class NodewbApp(App):
         if problem:
             self.notify(problem, title="theme", severity="warning", timeout=8, markup=False)
 
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """With NO_COLOR, an ANSI theme (the terminal's own colours) loses its colours rather than
+        being turned to greys: Textual chooses its grey filter before the theme is known, and
+        greys the terminal's default colours to black on black."""
+        filters = super().get_line_filters()
+        if self.no_color and self.native_ansi_color:
+            return [_NO_COLOR if isinstance(f, Monochrome) else f for f in filters]
+        return filters
+
     # -- the feed ----------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="fleet-feed", exit_on_error=False)
     def run_feed(self) -> None:
@@ -121,8 +132,9 @@ class NodewbApp(App):
         if fleet is None or not fleet.ready:
             return
         try:
-            fleet.header.set_source(getattr(self.source, "context", "") or "",
-                                    getattr(self.source, "server", "") or "")
+            source = self.source
+            fleet.header.set_source(getattr(source, "context", "") or "",
+                                    getattr(source, "server", "") or "", source_cluster(source))
             fleet.update_view(now)
             screen = self.screen
             update = getattr(screen, "update_from", None)  # the node screen, when it is open
@@ -144,6 +156,15 @@ class NodewbApp(App):
     def action_quit(self) -> Any:  # type: ignore[override]
         self.pump.stop.set()
         return super().action_quit()
+
+
+def source_cluster(source: Feed) -> str:
+    """The kubeconfig's name for the cluster: the feed's own `cluster`, else that of the
+    connection a FleetSource made (empty until it has connected)."""
+    cluster = getattr(source, "cluster", None)
+    if cluster is None:
+        cluster = getattr(getattr(source, "kube", None), "cluster", None)
+    return str(cluster or "")
 
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,

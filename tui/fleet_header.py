@@ -39,6 +39,7 @@ class FleetHeader(Vertical):
         color: $foreground;
         padding: 0 1;
         & > Static { height: auto; }
+        & > #identity, & > #counts { text-wrap: nowrap; text-overflow: ellipsis; }
         & > #banner { display: none; }
         & > #banner.-error { display: block; color: $error; text-style: bold; }
         & > #banner.-info { display: block; color: $text-muted; }
@@ -47,6 +48,10 @@ class FleetHeader(Vertical):
         & > .header--warn { color: $warning; text-style: bold; }
         & > .header--good { color: $success; }
         & > .header--muted { color: $text-muted; }
+        /* NO_COLOR: what needs attention is told by weight and reverse video, not by a grey */
+        &:nocolor > #banner.-error { color: $foreground; text-style: bold reverse; }
+        &:nocolor > .header--bad { color: $foreground; text-style: bold reverse; }
+        &:nocolor > .header--warn { color: $foreground; text-style: bold reverse; }
     }
     """
     COMPONENT_CLASSES = {"header--title", "header--bad", "header--warn", "header--good",
@@ -57,6 +62,7 @@ class FleetHeader(Vertical):
         self.model = model
         self.title = title
         self.context = ""
+        self.cluster = ""
         self.server = ""
         self._key: tuple = ()
         self.text = ""  # what the header says, as plain text
@@ -66,14 +72,14 @@ class FleetHeader(Vertical):
         yield Static(id="counts")
         yield Static(id="banner")
 
-    def set_source(self, context: str, server: str) -> None:
-        self.context, self.server = context, server
+    def set_source(self, context: str, server: str, cluster: str = "") -> None:
+        self.context, self.server, self.cluster = context, server, cluster
 
     def update_from(self, now: float) -> None:
         model = self.model
         counts = model.counts
         state = describe_state(model, now)
-        key = (self.title, self.context, self.server, counts.total, counts.not_ready,
+        key = (self.title, self.context, self.cluster, self.server, counts.total, counts.not_ready,
                counts.unknown, counts.cordoned, counts.shown, model.sort, model.reverse,
                model.group, model.filter_text, state)
         if key == self._key:
@@ -82,9 +88,16 @@ class FleetHeader(Vertical):
         style = self.get_component_rich_style
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append(self.title, style("header--title"))
-        if self.context:
-            line1.append("  context ", style("header--muted"))
+        if self.context and self.cluster == self.context:  # kind, minikube, EKS ARNs...
+            line1.append("  context/cluster ", style("header--muted"))
             line1.append(self.context)
+        else:
+            if self.context:
+                line1.append("  context ", style("header--muted"))
+                line1.append(self.context)
+            if self.cluster:
+                line1.append("  cluster ", style("header--muted"))
+                line1.append(self.cluster)
         if self.server:
             line1.append("  server ", style("header--muted"))
             line1.append(self.server)

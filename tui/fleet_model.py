@@ -546,13 +546,15 @@ SHRINK_ORDER = ("reason", "status", "name", "zone", "pressure")
 LIVE_WIDTH = {"since": 5, "heartbeat": 9, "lease": 5, "pods": 7}
 
 
-def layout(width: int, natural: dict[str, int]) -> list[tuple[Column, int]]:
+def layout(width: int, natural: dict[str, int],
+           keep: str | None = None) -> list[tuple[Column, int]]:
     """Which columns fit in `width` cells and how wide each is, kubectl -o wide style.
 
     Columns are taken in priority order at their natural width (the widest cell, capped) while
     they fit; the essential ones (name, status, reason, lease, pressure, zone) always, shrunk
-    towards their narrowest if need be. The flexible column (REASON) takes what is left over.
-    The result is in display order.
+    towards their narrowest if need be. `keep` (the sorted column) is always shown: to make room
+    for it the least important optional columns give way. The flexible column (REASON) takes
+    what is left over. The result is in display order.
     """
     def want(col: Column) -> int:
         nat = natural.get(col.id, LIVE_WIDTH.get(col.id, col.min))
@@ -569,8 +571,16 @@ def layout(width: int, natural: dict[str, int]) -> list[tuple[Column, int]]:
             used += GAP + w
         else:
             break
+    if keep in COLUMN_BY_ID and keep not in sizes:
+        w = want(COLUMN_BY_ID[keep])
+        optional = sorted((cid for cid in sizes if COLUMN_BY_ID[cid].priority > ESSENTIAL),
+                          key=lambda cid: COLUMN_BY_ID[cid].priority)
+        while optional and used + GAP + w > width:
+            used -= GAP + sizes.pop(optional.pop())
+        sizes[keep] = w
+        used += GAP + w
     over = used - width
-    for cid in SHRINK_ORDER:
+    for cid in SHRINK_ORDER + ((keep,) if keep else ()):
         if over <= 0:
             break
         if cid in sizes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from textual import on
@@ -14,6 +15,34 @@ from tui.fleet_header import FleetHeader
 from tui.fleet_model import COLUMN_BY_ID, GROUPS, FleetModel
 from tui.fleet_table import FleetTable
 from tui.help_screen import HelpScreen, key_help
+
+
+# The kind of failure, told by how probes word their errors (probes.kubeconfig, .credentials,
+# .kube); the first pattern that matches wins.
+_FAILURES: tuple[tuple[str, str], ...] = (
+    (r"^no kubeconfig at ", "no kubeconfig was found"),
+    (r"^(kubeconfig|user) .* is malformed", "the kubeconfig is malformed"),
+    (r"^kubeconfig .* cannot be read", "the kubeconfig cannot be read"),
+    (r"^context .*: (tokenFile|certificate-authority|client-certificate|client-key)",
+     "a credential or certificate the kubeconfig names cannot be loaded"),
+    (r"^(the )?exec plugin ", "the credential plugin failed"),
+    (r"^(no context chosen|context |cluster )", "the kubeconfig's context cannot be used"),
+    (r"\(401 Unauthorized\)", "the API server refused the credentials"),
+    (r"\(403 Forbidden", "listing the nodes is not allowed"),
+    (r"^TLS failure", "the TLS connection to the API server failed"),
+    (r"^(cannot reach|cannot resolve|the connection to the API server)|did not answer in time",
+     "the API server could not be reached"),
+    (r"^the API server at ", "the API server answered with an error"),
+)
+
+
+def why_not_connected(error: str) -> str:
+    """The kind of failure behind `error` in a few words, for the empty table's line."""
+    text = re.sub(r"^(nodes|leases|pods): ", "", error)  # probes.fleet names the stream
+    for pattern, words in _FAILURES:
+        if re.search(pattern, text):
+            return words
+    return "not connected"
 
 
 class FilterInput(Input):
@@ -75,7 +104,7 @@ class FleetScreen(Screen):
         elif model.filter_text and model.entries:
             table.empty_text = f"no node matches the filter {model.filter_text!r} (esc clears it)"
         elif not model.connected:
-            table.empty_text = "no nodes: the API server could not be reached (see above)"
+            table.empty_text = f"no nodes: {why_not_connected(model.error)} (see above)"
         elif not model.synced:
             table.empty_text = "waiting for the first page of nodes…"
         else:

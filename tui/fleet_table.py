@@ -67,6 +67,15 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         & > .fleet--flag { color: $warning; text-style: bold; }
         & > .fleet--muted { color: $text-muted; }
         & > .fleet--stale { text-style: dim; }
+        /* NO_COLOR: colours become greys (a red can be darker than the text), so a node in
+           trouble is told by weight and reverse video instead */
+        &:nocolor > .fleet--notready { color: $foreground; text-style: bold reverse; }
+        &:nocolor > .fleet--unknown { color: $foreground; text-style: bold reverse; }
+        &:nocolor > .fleet--header-sorted { color: $foreground; }
+        /* an ANSI theme with NO_COLOR has no colours left at all: the cursor is drawn in
+           reverse video while the table has focus, underlined when it has not */
+        &:nocolor:ansi > .fleet--cursor { text-style: underline; }
+        &:nocolor:ansi:focus > .fleet--cursor { text-style: bold reverse; }
     }
     """
 
@@ -123,10 +132,11 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         if width <= 0:
             return
         natural = self.model.widths
-        key = (width, tuple(sorted(natural.items())))
+        sort = self.model.sort
+        key = (width, sort, tuple(sorted(natural.items())))
         if key != self._layout_key:
             self._layout_key = key
-            self._layout = layout(width, natural)
+            self._layout = layout(width, natural, keep=sort)
             self._layout_width = width
 
     def _place_cursor(self) -> None:
@@ -230,6 +240,18 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
                                               reverse=full.reverse, strike=full.strike)
         return style
 
+    def _attrs(self, name: str) -> Style:
+        """A component's text style alone (bold, dim, ...), keeping the colours already there:
+        the stale mark dims the cursor's own colours instead of painting the table's."""
+        key = "attrs:" + name
+        style = self._styles.get(key)
+        if style is None:
+            full = self.get_component_rich_style(name)
+            style = self._styles[key] = Style(bold=full.bold, dim=full.dim, italic=full.italic,
+                                              underline=full.underline, reverse=full.reverse,
+                                              strike=full.strike)
+        return style
+
     def render_line(self, y: int) -> Strip:
         signature = self._signature(y)
         self._drawn[y] = signature
@@ -262,7 +284,7 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
             if row.cordoned:
                 text += f", {row.cordoned} cordoned"
             if stale:
-                style += self._fg("fleet--stale")
+                style += self._attrs("fleet--stale")
             return Strip([Segment(fit(text, width), style)], width)
         return self._render_node(row, signature, width, base)
 
@@ -294,7 +316,7 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         if is_cursor:
             row_style = base + self._style("fleet--cursor")
         if stale:
-            row_style = row_style + self._fg("fleet--stale")
+            row_style = row_style + self._attrs("fleet--stale")
         cells = entry.cells
         live = self.model.live_cells(entry, self._now)
         rank = entry.rank
@@ -303,6 +325,8 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         muted = self._fg("fleet--muted")
         if is_cursor:  # the cursor's own colours; the words still say the status
             status_style = flag = muted = Style(bold=rank < 2)
+        # the status's colour and weight without its reverse video (NO_COLOR): one block a row
+        reason_style = Style(color=status_style.color, bold=status_style.bold)
         segments: list[Segment] = []
         used = 0
         for i, (col, w) in enumerate(self._layout):
@@ -324,7 +348,7 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
             elif cid == "net":
                 style = row_style + (flag if text == "down" else muted)
             elif cid == "reason" and rank != 2:
-                style = row_style + status_style
+                style = row_style + reason_style
             elif cid == "taints" and text == "-":
                 style = row_style + muted
             elif col.kind == "live" and text == "-":
