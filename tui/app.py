@@ -159,12 +159,9 @@ class NodewbApp(App):
 
 
 def source_cluster(source: Feed) -> str:
-    """The kubeconfig's name for the cluster: the feed's own `cluster`, else that of the
-    connection a FleetSource made (empty until it has connected)."""
-    cluster = getattr(source, "cluster", None)
-    if cluster is None:
-        cluster = getattr(getattr(source, "kube", None), "cluster", None)
-    return str(cluster or "")
+    """The kubeconfig's name for the cluster (empty until the feed has connected, and for
+    feeds that have no kubeconfig)."""
+    return str(getattr(source, "cluster", "") or "")
 
 
 def run_app(kubeconfig: str | None, context: str | None, ssh_config: str | None,

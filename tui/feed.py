@@ -74,6 +74,7 @@ class FleetSource:
         self.kubeconfig = kubeconfig
         self.context = context or ""
         self.server = ""
+        self.cluster = ""
         self.clock = clock
         self.kube: Kube | None = None
         self.running = False
@@ -100,6 +101,7 @@ class FleetSource:
             self.kube = Kube(self.kubeconfig, self.context or None)
             self.context = self.kube.context
             self.server = self.kube.server
+            self.cluster = self.kube.cluster
         return self.kube
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
