@@ -1,5 +1,6 @@
-"""Every probe of one node at once: the SSH quick checks, the kubelet's endpoints and the API's
-facts about the node, in parallel (bounded), each with its own time limit.
+"""Every probe of one node at once: the SSH quick checks, the kubelet's endpoints and its serving
+certificate, and the API's facts about the node, in parallel (bounded), each with its own time
+limit.
 
     probes = NodeProbes(kube, ssh, kubelet, "node-0004")
     probes.plan()                                  # [ProbeSpec(id, title, timeout), ...]
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
-from probes import node_checks
+from probes import certs, node_checks
 from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
 
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 API_TIMEOUT = 10.0
 KUBELET_TIMEOUT = 10.0
 GRACE = 5.0  # beyond a check's command limit: the SSH connection may have to be opened first
+CLOCK_TIMEOUT = 5.0  # reading the node's clock (`date -u +%s`) before judging its certificate
+HANDSHAKE_TIMEOUT = 5.0  # the TLS handshake that fetches the kubelet's serving certificate
+KUBELET_PORT = 10250
 LEASE_DURATION = 40.0  # seconds: the default node lease duration
 EVENTS_SHOWN = 20
 CSR_STALE = 300.0  # seconds a CSR may wait before its pending is a finding
@@ -114,6 +118,14 @@ class NodeProbes:
                 return getattr(kl, method)(self.node, timeout=KUBELET_TIMEOUT)
             # the auto path may wait for the proxy, then try SSH: both inside the limit
             out.append(_Probe(spec, 2 * KUBELET_TIMEOUT + GRACE, kcall, via="auto"))
+        spec = ProbeSpec("kubelet.cert.serving", "kubelet serving certificate (TLS handshake "
+                         "to :10250)", CLOCK_TIMEOUT + HANDSHAKE_TIMEOUT)
+        if kl is None:
+            out.append(_Probe(spec, 0.0, None, "no kubelet client configured", "direct"))
+        else:
+            # the address may have to be asked of the API server first
+            out.append(_Probe(spec, spec.timeout + API_TIMEOUT + GRACE, self._serving_cert,
+                              via="direct"))
         api = [("api.node", "node object: Ready and who set it", self._api_node),
                ("api.lease", "node lease renew age", self._api_lease),
                ("api.events", "events of the node", self._api_events),
@@ -207,6 +219,57 @@ class NodeProbes:
                               obs.summary, dict(obs.data, source_probe=obs.probe), obs.via,
                               obs.raw, obs.reason)
         return obs
+
+    # -- the kubelet's serving certificate ------------------------------------------------------------
+    async def _serving_cert(self) -> Observation:
+        """The certificate the kubelet serves on :10250, from a handshake, judged on the node's
+        clock when SSH can read it (else on ours): expired, not yet valid, under 7 days left."""
+        probe = "kubelet.cert.serving"
+        started = time.time()
+        t0 = time.monotonic()
+        try:
+            host = await self.kubelet.node_address(self.node)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            return Observation(probe, self.node, Status.ERROR, started, time.monotonic() - t0,
+                               f"kubelet serving certificate: no address for {self.node} "
+                               f"({reason.splitlines()[0]})", {}, "direct", "", reason)
+        offset, clock_error = await self._node_clock_offset()
+        port = int(getattr(self.kubelet, "port", KUBELET_PORT))
+        obs = await certs.serving_certificate(
+            self.node, host, port, node_now=None if offset is None else time.time() + offset,
+            timeout=HANDSHAKE_TIMEOUT, probe=probe, expect_names=(self.node, host))
+        data = dict(obs.data, address=f"{host}:{port}")
+        if offset is not None:
+            data["node_clock_offset"] = round(offset, 1)
+        if clock_error:
+            data["node_clock_error"] = clock_error
+        return Observation(probe, self.node, obs.status, started, time.monotonic() - t0,
+                           obs.summary, data, obs.via, obs.raw, obs.reason)
+
+    async def _node_clock_offset(self) -> tuple[float | None, str]:
+        """The node's clock minus ours, from `date -u +%s` over SSH; None and why when it cannot
+        be read (the certificate is then judged on our clock)."""
+        if self.ssh is None:
+            return None, "no SSH: judged on the local clock"
+        try:
+            r = await asyncio.wait_for(self.ssh.run(self.node, "date -u +%s", CLOCK_TIMEOUT),
+                                       CLOCK_TIMEOUT)
+        except asyncio.TimeoutError:
+            return None, f"`date -u +%s` did not answer in {CLOCK_TIMEOUT:g} s"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return None, (str(exc) or type(exc).__name__).splitlines()[0][:200]
+        first = (r.stdout or "").strip().splitlines()[:1]
+        try:
+            node_time = float(first[0]) if first and not r.timed_out else None
+        except ValueError:
+            node_time = None
+        if node_time is None:
+            return None, f"`date -u +%s` printed {(r.stdout or r.stderr or '').strip()[:60]!r}"
+        ours = r.started + r.duration / 2 if r.started else time.time()
+        return node_time + 0.5 - ours, ""  # `date +%s` drops the fraction: take the middle
 
     # -- the API's facts ------------------------------------------------------------------------------
     async def _get(self, path: str, params: dict[str, Any] | None, doing: str) -> dict:

@@ -1,4 +1,4 @@
-"""Record what the node probes observe on lab scenario nodes, for the tree panel's snapshots.
+"""Record what the node probes observe on lab scenario nodes, for the node screen's snapshots.
 
     python -m tests.record_observations [SCENARIO ...]
 
@@ -50,7 +50,7 @@ async def record(lab_dir: Path, node: str) -> list[dict]:
 
 
 def main(names: list[str]) -> int:
-    names = names or ["containerd-deadlock", "healthy"]
+    names = names or ["containerd-deadlock", "healthy", "disk-full", "api-partition"]
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         lab_dir = Path(tmp) / "lab"

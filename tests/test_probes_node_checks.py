@@ -382,6 +382,109 @@ async def test_node_probes_partition_and_healthy(served_lab, ssh, kube):
     assert by["api.lease"].status is Status.BAD
     bad = [o for o in healthy if o.status is not Status.OK]
     assert not bad, [(o.probe, o.summary) for o in bad]
+    serving = {o.probe: o for o in healthy}["kubelet.cert.serving"]
+    assert serving.via == "direct" and serving.data["state"] == "valid"
+    assert serving.data["judged_on"] == "the node's clock"
+    assert serving.data["ttl"] > 7 * 86400
+    assert serving.data["cert"]["issuer"] and serving.data["cert"]["not_before"] < time.time()
+    assert HEALTHY in serving.data["cert"]["dns_names"]
+    assert "notAfter=" in serving.raw and "SANs=" in serving.raw and "issuer=" in serving.raw
+    # across the partition the handshake still reaches the node: only the proxy is cut off
+    assert by["kubelet.cert.serving"].status is Status.OK, by["kubelet.cert.serving"].summary
+
+
+async def test_serving_certificate_not_yet_valid_on_a_clock_behind(served_lab, ssh, kube):
+    n = node("clock-skew")
+    async with KubeletClient(kube, nc.ssh_runner(ssh)) as kubelet:
+        probes = NodeProbes(kube, ssh, kubelet, n)
+        assert "kubelet.cert.serving" in [p.id for p in probes.plan()]
+        obs = await asyncio.wait_for(probes.run(), 30)
+    serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
+    assert serving.status is Status.BAD, serving.summary
+    assert serving.data["state"] == "not_yet_valid"
+    assert serving.data["local_view"] == "valid"  # on our clock it is fine: the clock is the finding
+    assert serving.data["node_clock_offset"] == pytest.approx(-2 * 86400 - 1234.5, abs=30)
+    assert "not yet valid" in serving.summary and "clock running behind" in serving.summary
+    # the tree reads it: a clock behind, never an expired certificate
+    from triage.tree import Diagnosis
+
+    d = Diagnosis(n).extend(obs)
+    fired = {rule for rule, *_ in d.fired()}
+    assert "cert.serving-not-yet-valid" in fired and "cert.serving-expired" not in fired
+    assert d.verdict().verdict == "clock_skew"
+
+
+async def test_serving_certificate_without_a_kubelet_client_or_an_address():
+    skipped = await asyncio.wait_for(NodeProbes(None, None, None, "n1").run(), 5)
+    by = {o.probe: o for o in skipped}
+    assert by["kubelet.cert.serving"].status is Status.SKIPPED
+    assert by["kubelet.cert.serving"].reason == "no kubelet client configured"
+
+    # no address given and no cluster to ask: an ERROR with the reason, not an exception
+    async with KubeletClient(None, None) as kubelet:
+        probes = NodeProbes(None, None, kubelet, "n1")
+        obs = await asyncio.wait_for(probes.run(), 10)
+    serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
+    assert serving.status is Status.ERROR and "no address known for n1" in serving.summary
+
+
+@pytest.mark.parametrize("left,state", [(3 * 86400, "expiring"), (-3600, "expired"),
+                                        (90 * 86400, "valid")])
+async def test_serving_certificate_ttl_against_the_runbook_threshold(left, state):
+    import ssl
+
+    from lab.pki import CA, server_context
+    from triage.tree import Diagnosis
+
+    now = time.time()
+    ca = CA("serving-test-ca", now - 86400)
+    issued = ca.issue("node-0003@1", not_before=now - 30 * 86400, not_after=now + left,
+                      dns=("node-0003",), ips=("127.0.0.1",), server=True)
+
+    async def handle(reader, writer):
+        try:
+            await reader.read(100)
+        except (ConnectionError, ssl.SSLError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context(ca, issued))
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with KubeletClient(None, None, port=port) as kubelet:
+            obs = await asyncio.wait_for(NodeProbes(None, None, kubelet, "node-0003",
+                                                    internal_ip="127.0.0.1").run(), 10)
+    finally:
+        server.close()
+        await server.wait_closed()
+    serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
+    assert serving.data["state"] == state, serving.summary
+    assert serving.status is (Status.OK if state == "valid" else Status.BAD)
+    assert serving.data["judged_on"] == "the local clock"  # no SSH to read the node's
+    assert serving.data["cert"]["issuer"] == "CN=serving-test-ca"
+    if state == "expiring":
+        assert "warning below 7.0 days" in serving.summary
+    # an expired serving certificate is a suspect of cert_expired, never a confirmation
+    d = Diagnosis("node-0003").extend(obs)
+    fired = {rule: effect for rule, _, effect, _ in d.fired()}
+    assert ("cert.serving-expired" in fired) == (state == "expired")
+    assert d.domains()["cert_expired"].status == ("suspected" if state == "expired"
+                                                  else "untested")
+
+
+async def test_serving_certificate_refused_is_an_error_judged_on_the_local_clock():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with KubeletClient(None, None, port=port) as kubelet:
+        obs = await asyncio.wait_for(
+            NodeProbes(None, None, kubelet, "n1", internal_ip="127.0.0.1").run(), 10)
+    serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
+    assert serving.status is Status.ERROR and "connection refused" in serving.reason
+    assert serving.data["address"] == f"127.0.0.1:{port}"
+    assert serving.data["node_clock_error"] == "no SSH: judged on the local clock"
 
 
 async def test_node_probes_without_ssh_or_cluster():

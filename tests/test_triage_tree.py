@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from probes import node_checks as nc
+from probes.node_probes import NodeProbes
 from probes.observation import Observation, Status
 from triage import rules as R
 from triage.tree import Diagnosis, blast_radius
@@ -470,10 +471,8 @@ def test_rules_are_data_in_runbook_order():
              "pressure", "cni", "config", "clock"]
     seen = [r.step for r in R.RULES]
     assert [s for s in steps if s in seen] == list(dict.fromkeys(seen))
-    probe_ids = {c.id for c in nc.CHECKS} | {"kubelet.healthz", "kubelet.metrics",
-                                             "kubelet.configz", "kubelet.goroutines",
-                                             "api.node", "api.lease", "api.events",
-                                             "api.csr", "api.nodes"}
+    probe_ids = {p.id for p in NodeProbes(None, None, None, "n", fleet=True).plan()}
+    assert {c.id for c in nc.CHECKS} <= probe_ids
     for r in R.RULES:
         assert r.domain in R.DOMAINS and r.effect in (R.CONFIRM, R.SUSPECT, R.RULE_OUT)
         assert set(r.probes) <= probe_ids, r.id

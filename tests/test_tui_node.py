@@ -1,9 +1,11 @@
-"""The node screen: snapshots (frozen clock, seeded lab data, fake context), every key by pilot,
-outside text shown literally, and the real served lab."""
+"""The node screen: snapshots (frozen clock, seeded lab data, the real probe plan replaying
+observations recorded from the lab by tests/record_observations.py), every key by pilot, outside
+text shown literally, and the real served lab."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,6 +15,7 @@ import pytest
 
 from probes.kube import node_record
 from probes.metrics import parse
+from probes.node_probes import NodeProbes
 from probes.observation import Observation, Status
 from probes.ssh import StreamGap
 from tui.app import NodewbApp
@@ -26,8 +29,19 @@ from tui.node_screen import NodeScreen, new_lines
 from tui.node_signals import histories
 
 FROZEN = 1_794_000_000.0
+# the nodes the observations were recorded on (tests/conftest.py SCENARIO_NODES)
 DEADLOCK = "node-0004"
 HEALTHY = "node-0002"
+DISK_FULL = "node-0012"
+PARTITION = "node-0018"
+DATA = Path(__file__).resolve().parent / "data" / "observations"
+RECORDING = {DEADLOCK: "containerd-deadlock", HEALTHY: "healthy", DISK_FULL: "disk-full",
+             PARTITION: "api-partition"}
+# each node's seeded lab: (nodes, scenarios)
+LABS = {DEADLOCK: (8, (f"containerd-deadlock@{DEADLOCK}",)),
+        HEALTHY: (8, (f"containerd-deadlock@{DEADLOCK}",)),
+        DISK_FULL: (20, (f"disk-full@{DISK_FULL}", f"api-partition@{PARTITION}")),
+        PARTITION: (20, (f"disk-full@{DISK_FULL}", f"api-partition@{PARTITION}"))}
 
 
 # -- seeded lab data -------------------------------------------------------------------------------
@@ -55,8 +69,8 @@ def seed(node: str, scrapes: int = 8) -> Seed:
     from lab.cluster import Cluster
     from lab.metrics import attach
 
-    cluster = Cluster(nodes=8, seed=3, now=FROZEN - 300,
-                      scenarios=[f"containerd-deadlock@{DEADLOCK}"])
+    size, scenarios = LABS[node]
+    cluster = Cluster(nodes=size, seed=3, now=FROZEN - 300, scenarios=list(scenarios))
     state = cluster.nodes[node]
     m = state.machine
     start = FROZEN - 5 * scrapes
@@ -72,15 +86,10 @@ def seed(node: str, scrapes: int = 8) -> Seed:
         times.append(t)
     records = [node_record(cluster.node_object(s)) for s in cluster.nodes.values()]
     pods = [cluster.pod_object(p, node, state) for p in m.pods]
-    events = [{"type": "Warning" if i % 2 else "Normal", "reason": r, "message": msg,
-               "lastTimestamp": datetime.fromtimestamp(FROZEN - 60 * (i + 1), timezone.utc)
-               .strftime("%Y-%m-%dT%H:%M:%SZ"), "count": i + 1,
-               "source": {"component": "kubelet"}}
-              for i, (r, msg) in enumerate([("NodeNotReady", f"Node {node} status is now: "
-                                                            "NodeNotReady"),
-                                            ("ContainerGCFailed", "rpc error: code = "
-                                             "DeadlineExceeded desc = context deadline exceeded"),
-                                            ("Starting", "Starting kubelet.")])]
+    # the lab's own events of the node, as the API's field selector picks them
+    events = [st.object() for st in cluster.store["events"].select(
+        match=lambda st: st.fields.get("involvedObject.kind") == "Node"
+        and st.fields.get("involvedObject.name") == node)]
     journal = [_journal_text(node, e) for e in list(m.journal("kubelet").entries)[-60:]]
     _SEEDS[node] = Seed(records, events, pods, journal, payloads, times)
     return _SEEDS[node]
@@ -152,30 +161,37 @@ class FakeKubelet:
                            {"lines": self.s.journal[-20:]}, self.via)
 
 
-@dataclass
-class Spec:
-    id: str
-    title: str
-    timeout: float
+# -- the real probe plan, replaying recorded observations -----------------------------------------
+PLAN = NodeProbes(None, None, None, DEADLOCK).plan()  # ids, titles and time limits the app shows
 
 
-PLAN = [Spec("kubelet.healthz", "kubelet /healthz", 5), Spec("node.systemctl", "systemctl "
-        "status kubelet containerd", 10), Spec("node.crictl_ps", "crictl ps", 10),
-        Spec("node.df_inodes", "df -i", 10), Spec("node.journal_errors", "kubelet journal "
-        "errors", 10), Spec("kubelet.goroutines", "goroutine dump", 10)]
+def recorded(node: str) -> list[Observation]:
+    """What the real probes observed on the lab node of this scenario, in the order it arrived,
+    on the frozen clock."""
+    out = []
+    for d in json.loads((DATA / f"{RECORDING[node]}.json").read_text()):
+        d = dict(d)
+        d.pop("arrived", None)
+        d["status"] = Status(d["status"])
+        d["started"] = FROZEN - 30 + d["started"]
+        out.append(Observation(**d))
+    return out
 
 
-def obs(probe, status, duration, summary, via="ssh", reason=""):
-    return Observation(probe, DEADLOCK, status, FROZEN - 5, duration, summary, {}, via, "",
-                       reason)
+def upto(observations: list[Observation], probe: str) -> int:
+    """How many observations arrived before `probe`'s."""
+    return next(i for i, o in enumerate(observations) if o.probe == probe)
 
 
-class FakeProbes:
-    """Starts and finishes the scripted steps, then holds (midway) or returns."""
+class ReplayProbes:
+    """The real plan; every probe starts as NodeProbes reports it (by id), then the first
+    `count` recorded observations arrive in their order. When some are left the run holds, those
+    still running (the hung runtime's probes, midway); else it returns, as a finished run does."""
 
-    def __init__(self, steps, hold: bool) -> None:
-        self.steps = steps
-        self.hold = hold
+    def __init__(self, observations: list[Observation], count: int | None = None) -> None:
+        self.observations = observations
+        self.count = len(observations) if count is None else count
+        self.hold = self.count < len(observations)
         self.reached = asyncio.Event()
         self.runs = 0
 
@@ -184,30 +200,21 @@ class FakeProbes:
 
     async def run(self, on_start, on_observation):
         self.runs += 1
-        out = []
-        for kind, item in self.steps:
-            if kind == "start":
-                on_start(next(s for s in PLAN if s.id == item))
-            else:
-                on_observation(item)
-                out.append(item)
+        for spec in PLAN:
+            on_start(spec.id)
+        out = self.observations[:self.count]
+        for o in out:
+            on_observation(o)
         self.reached.set()
         if self.hold:
             await asyncio.Event().wait()
         return out
 
 
-HEALTHY_STEPS = [(k, v) for p in PLAN for k, v in (
-    ("start", p.id), ("obs", obs(p.id, Status.OK, 0.3, f"{p.title}: fine")))]
-MIDWAY_STEPS = [("start", p.id) for p in PLAN] + [
-    ("obs", obs("kubelet.healthz", Status.BAD, 0.21, "healthz 500 via apiserver-proxy: "
-                "[-]pleg failed", via="apiserver-proxy")),
-    ("obs", obs("node.systemctl", Status.OK, 0.8, "kubelet active (running), containerd "
-                "active (running)")),
-    ("obs", obs("node.crictl_ps", Status.HUNG, 10.0, "`crictl ps` did not return in 10 s: "
-                "the runtime is hung")),
-    ("obs", obs("node.df_inodes", Status.SKIPPED, 0.0, "skipped", reason="not needed")),
-]
+def deadlock_midway() -> ReplayProbes:
+    """3 s in on the deadlocked node: the quick checks are in, crictl still runs."""
+    obs = recorded(DEADLOCK)
+    return ReplayProbes(obs, upto(obs, "node.crictl.ps"))
 
 
 class Clock:
@@ -218,12 +225,12 @@ class Clock:
         return self.now
 
 
-def context_for(node: str, steps, hold_probes: bool = True, ssh_items=None,
-                clock: Clock | None = None) -> NodeContext:
+def context_for(node: str, probes: ReplayProbes | None = None, ssh_items=None,
+                clock: Clock | None = None, kubelet_via: str = "apiserver-proxy") -> NodeContext:
     s = seed(node)
-    kubelet = FakeKubelet(s)
+    kubelet = FakeKubelet(s, via=kubelet_via)
     items = ssh_items if ssh_items is not None else s.journal
-    probes = FakeProbes(steps, hold_probes)
+    probes = probes if probes is not None else ReplayProbes(recorded(node))
     ctx = NodeContext(kube=FakeKube(s), ssh=FakeSsh(items), kubelet=lambda: kubelet,
                       probes=lambda name: probes, clock=clock or Clock(), scrape_every=0.0,
                       poll_every=0.01)
@@ -295,37 +302,74 @@ def snap(node, ctx, snap_compare, size=(120, 36), press=(), clock: Clock | None 
 
 # -- snapshots -------------------------------------------------------------------------------------
 def test_snapshot_healthy_node(snap_compare):
-    assert snap(HEALTHY, context_for(HEALTHY, HEALTHY_STEPS, hold_probes=False), snap_compare)
+    assert snap(HEALTHY, context_for(HEALTHY), snap_compare)
 
 
 def test_snapshot_containerd_deadlock_midway(snap_compare):
     clock = Clock()
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS, clock=clock)
+    ctx = context_for(DEADLOCK, deadlock_midway(), clock=clock)
     assert snap(DEADLOCK, ctx, snap_compare, clock=clock)
 
 
 def test_snapshot_journal_paused_with_search(snap_compare):
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS)
+    ctx = context_for(DEADLOCK)
     assert snap(DEADLOCK, ctx, snap_compare, press=["p", "slash", *"PLEG", "enter"])
 
 
 def test_snapshot_80x24(snap_compare):
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS)
+    ctx = context_for(DEADLOCK)
     assert snap(DEADLOCK, ctx, snap_compare, size=(80, 24))
 
 
 def test_snapshot_80x24_signals_tab(snap_compare):
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS)
+    ctx = context_for(DEADLOCK)
     assert snap(DEADLOCK, ctx, snap_compare, size=(80, 24), press=["tab"] * 4)
+
+
+def test_snapshot_disk_full(snap_compare):
+    assert snap(DISK_FULL, context_for(DISK_FULL), snap_compare)
+
+
+def test_snapshot_api_partition(snap_compare):
+    # the control plane cannot reach the node: the kubelet is reached over SSH
+    ctx = context_for(PARTITION, kubelet_via="ssh")
+    assert snap(PARTITION, ctx, snap_compare)
+
+
+def test_snapshot_api_partition_kubelet_probes_via_ssh(snap_compare):
+    # the probes tab, at its end: the kubelet's endpoints came over SSH after the proxy failed
+    ctx = context_for(PARTITION, kubelet_via="ssh")
+    assert snap(PARTITION, ctx, snap_compare, size=(80, 30), press=["tab"] * 3 + ["end"])
+
+
+def test_recordings_cover_the_real_plan():
+    """Each recording holds one observation of every probe the app plans (re-record with
+    `python -m tests.record_observations` when the plan changes)."""
+    ids = [p.id for p in PLAN]
+    for node in RECORDING:
+        assert sorted(o.probe for o in recorded(node)) == sorted(ids), RECORDING[node]
+        assert {o.node for o in recorded(node)} == {node}
 
 
 # -- pilot: every key --------------------------------------------------------------------------------
 async def test_keys_pause_search_rerun_panels_help_back():
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS, hold_probes=False)
+    ctx = context_for(DEADLOCK)
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_node(app, pilot, DEADLOCK)
         await settled(screen, pilot, ctx)
+        # the facts: the node's events and its pods, from the API
+        events = str(screen.query_one("#node-events").render())
+        assert "Events:" in events and "Type    Reason" in events
+        for ev in seed(DEADLOCK).events:
+            assert ev["reason"] in events and ev["message"] in events
+        assert "NodeNotReady" in events and "Node node-0004 status is now: NodeNotReady" in events
+        pods = str(screen.query_one("#node-pods").render())
+        assert f"Pods on the node ({len(seed(DEADLOCK).pods)}):" in pods
+        assert seed(DEADLOCK).pods and "Phase" in pods and "Restarts" in pods
+        for pod in seed(DEADLOCK).pods:
+            meta = pod["metadata"]
+            assert f"{meta['namespace']}/{meta['name']}" in pods
         journal = screen.journal
         assert journal.received == len(seed(DEADLOCK).journal)
         assert "kubelet" in ctx.ssh.streams[0][1]
@@ -382,24 +426,81 @@ def test_binding_ids():
 
 async def test_probes_panel_states_and_elapsed_time():
     clock = Clock()
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS, clock=clock)
+    obs = recorded(DEADLOCK)
+    ctx = context_for(DEADLOCK, ReplayProbes(obs, upto(obs, "node.crictl.pods")), clock=clock)
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_node(app, pilot, DEADLOCK)
         await settled(screen, pilot, ctx)
         rows = screen.probes.rows
-        assert rows["node.crictl_ps"].state == "hung"
+        assert list(rows) == [p.id for p in PLAN]  # the real plan, in its order
+        assert rows["node.crictl.ps"].state == "hung"
         assert rows["kubelet.healthz"].state == "bad"
-        assert rows["node.df_inodes"].state == "skipped"
-        assert rows["kubelet.goroutines"].state == "running"
+        assert rows["node.df.inodes"].state == "ok"
+        assert rows["kubelet.cert.serving"].state == "ok"
+        assert rows["node.crictl.pods"].state == "running"
         clock.now += 7
         screen.flush()
         assert "7.0s of 10s" in screen.probes.plain
-        assert "`crictl ps` did not return in 10 s" in screen.probes.plain
+        assert "crictl ps did not return in 10 s" in screen.probes.plain
+        assert "serving certificate node-0004@" in screen.probes.plain
+        # the tree reads the real ids: the hung runtime is the verdict, not "all untested"
+        assert screen.diagnosis.conclusion() == "runtime_down"
+
+
+async def test_without_ssh_or_cluster_every_probe_says_why_it_is_skipped():
+    ctx = context_for(DEADLOCK)
+    real = NodeProbes(None, None, None, DEADLOCK)
+    ctx.probes = lambda name: real
+    app = app_with(DEADLOCK, ctx)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_node(app, pilot, DEADLOCK)
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "finished" in screen.probes.note:
+                break
+        screen.flush()
+        rows = screen.probes.rows
+        assert list(rows) == [p.id for p in PLAN]
+        assert {r.state for r in rows.values()} == {"skipped"}
+        assert "no SSH configured" in screen.probes.plain
+        assert "no kubelet client configured" in screen.probes.plain
+
+
+async def test_partition_reaches_the_kubelet_over_ssh_and_says_so():
+    ctx = context_for(PARTITION, kubelet_via="ssh")
+    app = app_with(PARTITION, ctx)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_node(app, pilot, PARTITION)
+        await settled(screen, pilot, ctx)
+        assert "via ssh" in screen.signals.via_text
+        rows = screen.probes.rows
+        for probe in ("kubelet.healthz", "kubelet.metrics", "kubelet.configz",
+                      "kubelet.goroutines"):
+            assert rows[probe].state in ("ok", "bad") and rows[probe].via == "ssh", probe
+        assert rows["node.apiserver"].state == "bad" and rows["api.lease"].state == "bad"
+        assert "healthz 200 via ssh (the proxy failed" in screen.probes.plain
+        assert screen.diagnosis.conclusion() == "apiserver_unreachable"
+        events = str(screen.query_one("#node-events").render())
+        assert "NodeNotReady" in events
+
+
+async def test_disk_full_names_the_disk_and_its_events():
+    ctx = context_for(DISK_FULL)
+    app = app_with(DISK_FULL, ctx)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_node(app, pilot, DISK_FULL)
+        await settled(screen, pilot, ctx)
+        assert screen.probes.rows["node.df.space"].state == "bad"
+        assert "space 100% used on /" in screen.probes.plain
+        assert screen.diagnosis.conclusion() == "disk_pressure"
+        events = str(screen.query_one("#node-events").render())
+        assert "EvictionThresholdMet" in events and "ImageGCFailed" in events
+        assert "Warning" in events
 
 
 async def test_signals_fill_from_scrapes_and_name_the_path():
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS)
+    ctx = context_for(DEADLOCK, deadlock_midway())
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_node(app, pilot, DEADLOCK)
@@ -423,7 +524,7 @@ def test_clean_line_shows_escapes_and_controls_as_text():
 async def test_journal_shows_escapes_and_markup_literally():
     hostile = ["E1106 \x1b[31mred\x1b[0m [bold]markup[/] \x1b]0;pwned\x07 end",
                "[link=http://x]click[/link] \x08"]
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS,
+    ctx = context_for(DEADLOCK, deadlock_midway(),
                       ssh_items=hostile + [StreamGap(DEADLOCK, "connection lost", FROZEN - 3)])
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -439,7 +540,7 @@ async def test_journal_shows_escapes_and_markup_literally():
 
 async def test_journal_batches_a_burst_per_frame():
     burst = [f"I1106 line {i}" for i in range(20_000)]
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS, ssh_items=burst)
+    ctx = context_for(DEADLOCK, deadlock_midway(), ssh_items=burst)
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_node(app, pilot, DEADLOCK)
@@ -461,7 +562,7 @@ def test_new_lines_after_overlap():
 
 
 async def test_without_ssh_the_journal_polls_the_log_query():
-    ctx = context_for(DEADLOCK, MIDWAY_STEPS)
+    ctx = context_for(DEADLOCK, deadlock_midway())
     ctx.ssh = None
     app = app_with(DEADLOCK, ctx)
     async with app.run_test(size=(120, 36)) as pilot:

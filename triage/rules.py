@@ -578,6 +578,14 @@ RULES: tuple[Rule, ...] = (
       "its certificate rotation is stuck", leaf="pending_csr"),
     R("cert.renew-errors", "cert", "cert_expired", SUSPECT, ("kubelet.metrics",),
       lambda o: (_fig(o, "cert_renew_errors") or 0) > 0, "client certificate renewal errors"),
+    # an expired serving certificate breaks logs, exec and scrapes, not the heartbeats: a suspect
+    R("cert.serving-expired", "cert", "cert_expired", SUSPECT, ("kubelet.cert.serving",),
+      lambda o: _d(o, "state") == "expired", "the kubelet serving certificate has expired",
+      leaf="serving"),
+    R("cert.serving-not-yet-valid", "cert", "clock_skew", SUSPECT, ("kubelet.cert.serving",),
+      lambda o: _d(o, "state") == "not_yet_valid",
+      "the serving certificate is not yet valid on the node's clock: the clock is behind",
+      leaf="offset"),
     # 8. API server reachability
     R("api.unreachable", "api", "apiserver_unreachable", CONFIRM, ("node.apiserver",),
       lambda o: o.status is Status.HUNG or (o.status is Status.BAD and str(
@@ -839,7 +847,8 @@ LEAF_CAUSES: dict[str, tuple[tuple[str, str], ...]] = {
     "cert_expired": (
         ("pending_csr", "the certificate rotation's CSR waits unapproved"),
         ("client_expired", "the kubelet client certificate has expired"),
-        ("serving", "the kubelet serving certificate is missing (its CSR is not approved)"),
+        ("serving", "the kubelet serving certificate is missing (its CSR is not approved) or "
+                    "expired"),
         ("unauthorized", "the API server answers 401 Unauthorized to the kubelet"),
     ),
     "cni_network": (
