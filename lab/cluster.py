@@ -74,7 +74,11 @@ class NodeState:
     extra_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     dirty: bool = True
-    boot_id: str = ""
+    # what clients wrote to the status the kubelet does not own: extended resources
+    # (capacity / allocatable) and condition types of their own (node-problem-detector's)
+    extra_capacity: dict[str, str] = field(default_factory=dict)
+    extra_allocatable: dict[str, str] = field(default_factory=dict)
+    extra_conditions: list[dict] = field(default_factory=list)
     pod_names: set[tuple[str, str]] = field(default_factory=set)
     not_ready_since: float | None = None
 
@@ -179,7 +183,7 @@ class Cluster:
                                      int(mib * 1024 * 1024 * rng.uniform(0.6, 1.2)),
                                      now - rng.uniform(1, 20) * 86400,
                                      pod_ip=f"10.244.{i % 250}.{len(m.pods) + 10}"))
-            state = NodeState(m, created, boot_id=f"{rng.getrandbits(128):032x}")
+            state = NodeState(m, created)
             self.nodes[m.name] = state
         self._assign(specs)
         for state in self.nodes.values():
@@ -259,6 +263,7 @@ class Cluster:
         m = state.machine
         now = self.now
         fail_at = getattr(state, "fail_at", None)
+        self._boot_journal(m)
         m.catch_up(now)
         healthy_conds = {
             "MemoryPressure": ("False", "KubeletHasSufficientMemory",
@@ -298,6 +303,20 @@ class Cluster:
         self._put_lease(state)
         if m.pending_csr == "needed":
             self._create_csr(state, m.faults["cert_expired"].detail["csr_created"])
+
+    @staticmethod
+    def _boot_journal(m: Machine) -> None:
+        """containerd's start-up lines from when it started at boot, before anything since."""
+        from collections import deque
+
+        from lab.journal import containerd_startup
+
+        c = m.containerd
+        j = m.journal("containerd")
+        logged = len(j.entries)
+        containerd_startup(m, c.since if c.running else m.boot_time + 12)
+        if logged:  # a scenario's lines came first: put them back after the start-up
+            j.entries = deque(sorted(j.entries, key=lambda e: e.ts), maxlen=j.entries.maxlen)
 
     # -- the kubelet's side ---------------------------------------------------------------------
     def _post(self, state: NodeState, now: float, transition_at: float | None = None) -> bool:
@@ -343,9 +362,7 @@ class Cluster:
         m = state.machine
         if m.boot_time > fail_at - 600:
             self.event(state, "Rebooted", f"Node {m.name} has been rebooted, boot id: "
-                       f"{state.boot_id[:8]}-{state.boot_id[8:12]}-{state.boot_id[12:16]}-"
-                       f"{state.boot_id[16:20]}-{state.boot_id[20:32]}", type_="Warning",
-                       at=m.boot_time + 30)
+                       f"{m.boot_id}", type_="Warning", at=m.boot_time + 30)
             self.event(state, "Starting", "Starting kubelet.", at=m.boot_time + 26)
         if "kubelet_oom" in m.faults:
             for ts, proc, pid, _ in m.oom_kills[-20:]:
@@ -493,6 +510,7 @@ class Cluster:
             st, reason, msg, hb, tr = state.conditions[ctype]
             conds.append({"type": ctype, "status": st, "lastHeartbeatTime": rfc3339(hb),
                           "lastTransitionTime": rfc3339(tr), "reason": reason, "message": msg})
+        conds.extend(dict(c) for c in state.extra_conditions)
         taints = list(state.user_taints)
         ready = state.conditions["Ready"][0]
         added = rfc3339(state.conditions["Ready"][4])
@@ -545,20 +563,22 @@ class Cluster:
             "status": {
                 "capacity": {"cpu": str(m.cpus), "ephemeral-storage": "104845292Ki",
                              "hugepages-1Gi": "0", "hugepages-2Mi": "0",
-                             "memory": f"{mem_ki}Ki", "pods": str(max_pods)},
+                             "memory": f"{mem_ki}Ki", "pods": str(max_pods),
+                             **state.extra_capacity},
                 "allocatable": {"cpu": f"{m.cpus * 1000 - 90}m",
                                 "ephemeral-storage": "95551679785",
                                 "hugepages-1Gi": "0", "hugepages-2Mi": "0",
-                                "memory": f"{mem_ki - 1_000_000}Ki", "pods": str(max_pods)},
+                                "memory": f"{mem_ki - 1_000_000}Ki", "pods": str(max_pods),
+                                **{**state.extra_capacity, **state.extra_allocatable}},
                 "conditions": conds,
                 "addresses": [{"type": "InternalIP", "address": m.ip},
                               {"type": "InternalDNS", "address": f"{m.name}.ec2.internal"},
                               {"type": "Hostname", "address": m.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 "nodeInfo": {
-                    "machineID": f"{stable_hash(m.name):032x}"[:32],
+                    "machineID": m.machine_id,
                     "systemUUID": f"ec2{m.index:05x}-0000-4000-8000-{m.index:012x}",
-                    "bootID": state.boot_id, "kernelVersion": m.kernel, "osImage": m.os_image,
+                    "bootID": m.boot_id, "kernelVersion": m.kernel, "osImage": m.os_image,
                     "containerRuntimeVersion": f"containerd://{m.containerd_version}",
                     "kubeletVersion": m.kubelet_version, "kubeProxyVersion": m.kubelet_version,
                     "operatingSystem": "linux", "architecture": "amd64",
@@ -649,7 +669,12 @@ class Cluster:
         state = self.nodes[name]
         current = self.node_object(state)
         new = apply_patch(current, patch, patch_type)
+        if status:  # nodes/status: only the status is written, the rest of the patch is dropped
+            self._keep_client_status(state, new.get("status") or {})
+            self.store["nodes"].put(self.node_object(state))
+            return self.store["nodes"].get("", name)
         spec = new.get("spec") or {}
+        was_unschedulable = state.unschedulable
         state.unschedulable = bool(spec.get("unschedulable"))
         system = {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready",
                   "node.kubernetes.io/unschedulable", "node.kubernetes.io/disk-pressure",
@@ -657,19 +682,46 @@ class Cluster:
                   "node.kubernetes.io/network-unavailable"}
         state.user_taints = [t for t in spec.get("taints") or [] if t.get("key") not in system]
         meta = new.get("metadata") or {}
-        base = self.node_object(NodeState(state.machine, state.created,
-                                          conditions=state.conditions))["metadata"]
+        base = self._kubelet_node_object(state)["metadata"]
         state.extra_labels = {k: v for k, v in (meta.get("labels") or {}).items()
                               if base["labels"].get(k) != v}
         state.annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
                              if base["annotations"].get(k) != v}
         self.store["nodes"].put(self.node_object(state))
-        if state.unschedulable:
-            kind = "NodeNotSchedulable"
-        else:
-            kind = "NodeSchedulable"
-        self.event(state, kind, f"Node {name} status is now: {kind}", at=time.time())
+        if state.unschedulable != was_unschedulable:
+            kind = "NodeNotSchedulable" if state.unschedulable else "NodeSchedulable"
+            self.event(state, kind, f"Node {name} status is now: {kind}", at=time.time())
         return self.store["nodes"].get("", name)
+
+    def _kubelet_node_object(self, state: NodeState) -> dict:
+        """The node as the kubelet alone reports it: nothing any client wrote."""
+        return self.node_object(NodeState(state.machine, state.created,
+                                          conditions=state.conditions))
+
+    def _keep_client_status(self, state: NodeState, written: dict) -> None:
+        """Keep what a status write set that the kubelet does not own; the kubelet's own
+        resources and condition types are re-reported by it and so stay as it says."""
+        own = self._kubelet_node_object(state)["status"]
+
+        def extra(key: str) -> dict[str, str]:
+            given = written.get(key)
+            if not isinstance(given, dict):
+                return {}
+            return {str(k): str(v) for k, v in given.items()
+                    if k not in own[key] and v is not None}
+
+        state.extra_capacity = extra("capacity")
+        allocatable = extra("allocatable")
+        # as the kubelet does: an extended resource is allocatable in full unless the client
+        # said otherwise, and is no longer allocatable once it is gone from the capacity
+        state.extra_allocatable = {k: v for k, v in allocatable.items()
+                                   if k in state.extra_capacity and state.extra_capacity[k] != v}
+        owned = {c["type"] for c in own["conditions"]}
+        conditions = written.get("conditions")
+        state.extra_conditions = [
+            dict(c) for c in (conditions if isinstance(conditions, list) else [])
+            if isinstance(c, dict) and isinstance(c.get("type"), str) and c["type"]
+            and c["type"] not in owned]
 
     def create_pod(self, namespace: str, obj: dict, dry_run: bool = False):
         meta = obj.setdefault("metadata", {})

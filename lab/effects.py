@@ -10,6 +10,7 @@ from lab.machine import GiB, MiB, Fault, Machine
 
 CONTAINERD_STOP_TIMEOUT = 12.0  # a deadlocked containerd ignores SIGTERM until systemd kills it
 RESTART_DELAY = 2.0
+CALICO_VXLAN_RETRY = 24.0  # after modprobe vxlan, calico's next try; the node is Ready ~30 s on
 
 
 def _systemd(m: Machine, unit: str, ts: float, message: str) -> None:
@@ -244,15 +245,9 @@ def start_containerd(m: Machine, now: float) -> None:
     c.active, c.sub, c.result, c.exec_main_status = "active", "running", "success", 0
     m.faults.pop("runtime_dead", None)
     m.faults.pop("socket_missing", None)
-    _systemd(m, "containerd", now, "Starting containerd.service - containerd container runtime...")
-    m.log("containerd", now + 0.1, f'time="{_logrus(now + 0.1)}" level=info msg="starting '
-          f'containerd" revision=1677a17964311325ed1c31e2c0a3589ce6d5c30a '
-          f'version={m.containerd_version}')
-    m.log("containerd", now + 0.4, f'time="{_logrus(now + 0.4)}" level=info msg=serving... '
-          f'address=/run/containerd/containerd.sock')
-    m.log("containerd", now + 0.5, f'time="{_logrus(now + 0.5)}" level=info msg="containerd '
-          f'successfully booted in 0.412s"')
-    _systemd(m, "containerd", now + 0.5, "Started containerd.service - containerd container runtime.")
+    from lab import journal
+
+    journal.containerd_startup(m, now)
     m.pleg_last_relist = now + 1
     m.changed()
 
@@ -270,10 +265,36 @@ def modprobe(m: Machine, module: str, now: float) -> str | None:
         m.modules.add(module)
         m.kernel_messages.append((now, f"{module}: loaded"))
         if module == "vxlan":
-            m.log("calico", now + 2, "[INFO][82] felix/vxlan_mgr.go 446: VXLAN tunnel device "
-                  "configured MTU=8951 device=\"vxlan.calico\"", ident="calico-node", pid=82)
+            # calico-node notices only when its vxlan manager next retries the device
+            m.vxlan_tunnel = False
+            m.cancel("calico-vxlan")
+            m.at(now + CALICO_VXLAN_RETRY, "calico-vxlan", lambda t: calico_vxlan_up(m, t))
     m.changed()
     return None
+
+
+def calico_vxlan_up(m: Machine, now: float) -> None:
+    """calico-node's retry creates vxlan.calico: the pod network comes back."""
+    m.catch_up(now)
+    if "vxlan" not in m.modules:
+        return
+    net = f"10.244.{m.index % 250}.0"
+    for dt, text in (
+            (0.0, "[INFO][86] felix/vxlan_mgr.go 711: VXLAN device not found, creating it "
+                  'ifaceName="vxlan.calico"'),
+            (0.1, "[INFO][86] felix/vxlan_mgr.go 446: VXLAN tunnel device configured MTU=8951 "
+                  'device="vxlan.calico"'),
+            (0.1, f"[INFO][86] felix/vxlan_mgr.go 760: Assigning address to VXLAN device "
+                  f'address={net}/32 ifaceName="vxlan.calico"'),
+            (0.6, "[INFO][86] felix/route_table.go 1185: Programming routes "
+                  'ifaceRegex="^vxlan.calico$" ipVersion=0x4'),
+            (1.2, "[INFO][86] felix/int_dataplane.go 1954: Completed first update to dataplane."),
+            (1.3, "[INFO][86] felix/health.go 336: Overall health status changed: live=true "
+                  "ready=true"),
+    ):
+        m.log("calico", now + dt, text, ident="calico-node", pid=86)
+    m.vxlan_tunnel = True
+    m.changed()
 
 
 def write_file(m: Machine, path: str, content: str, now: float, *, append: bool = False) -> str | None:
@@ -434,6 +455,7 @@ def _logrus(ts: float) -> str:
 __all__ = [
     "restart_unit", "stop_unit", "kill_unit", "start_unit", "start_kubelet", "start_containerd", "modprobe",
     "write_file", "remove_file", "swapoff", "swapon", "prune_images", "vacuum_journal",
-    "step_clock", "install_cni", "remove_pod", "set_partition", "approve_client_certificate",
+    "step_clock", "install_cni", "calico_vxlan_up", "remove_pod", "set_partition",
+    "approve_client_certificate",
     "schedule_kubelet_oom", "Fault", "GiB",
 ]

@@ -7,9 +7,10 @@ current state. Lines recur on their own periods (the kubelet's sync loops, lease
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
-from lab.machine import PLEG_THRESHOLD, Machine
+from lab.machine import PLEG_THRESHOLD, JournalEntry, Machine
 from lab.timefmt import go_duration, klog_stamp, rfc3339, rfc3339_micro, stable_hash
 
 MAX_BACKFILL = 400  # per rule per catch-up: a long idle gap keeps only its recent lines
@@ -119,6 +120,13 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
             "calico", t, "[ERROR][86] felix/vxlan_mgr.go 1016: failed to create vxlan tunnel "
             "device error=failed to create VXLAN device vxlan.calico: operation not supported "
             'ifaceName="vxlan.calico"', ident="calico-node", pid=86)))
+        # The decoy of the runbook's vxlan story: pods stuck without a network keep the pod
+        # workers busy and the kubelet's sync loop reports PLEG, though relists stay fast and
+        # the Ready condition names the CNI.
+        out.append((10.0, lambda t: klog(
+            m, t, "E", "kubelet.go:2412",
+            '"Skipping pod synchronization" err="PLEG is not healthy: pleg was last seen active '
+            f'{go_duration(round(_decoy_pleg_age(m, t), 3))} ago; threshold is 3m0s"')))
     if not m.api_reachable:
         api = _api(m)
         out.append((10.0, lambda t: klog(
@@ -194,6 +202,11 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
     return out
 
 
+def _decoy_pleg_age(m: Machine, t: float) -> float:
+    """A PLEG age just past the threshold that creeps up and falls back (the vxlan decoy)."""
+    return PLEG_THRESHOLD + (t - m.boot_time) % 47.0 + ((t * 7919) % 1) * 0.9
+
+
 def emit(m: Machine, t0: float, t1: float) -> None:
     for period, fn in rules(m, t0):
         phase = (m.index * 0.6180339) % 1.0 * period
@@ -217,6 +230,39 @@ def _sort_tail(m: Machine) -> None:
         tail.reverse()
         tail.sort(key=lambda e: e.ts)
         entries.extend(tail)
+
+
+CONTAINERD_STARTUP = (  # (seconds after the start, logrus message)
+    (0.08, '"starting containerd" revision=88bf19b2105c8b17560993bee28a01ddc2f97182 '
+           'version={version}'),
+    (0.1, '"loading plugin \\"io.containerd.grpc.v1.cri\\"..." type=io.containerd.grpc.v1'),
+    (0.25, '"Start recovering state"'),
+    (0.31, '"Start cni network conf syncer for default"'),
+    (0.4, f"serving... address={SOCK}.ttrpc"),
+    (0.4, f"serving... address={SOCK}"),
+    (0.5, '"containerd successfully booted in 0.412s"'),
+)
+
+
+def containerd_startup(m: Machine, ts: float) -> None:
+    """What containerd logs as it starts, up to systemd's "Started" (cheap: every node of a
+    large lab logs it once at start-up)."""
+    j = m.journal("containerd")
+    pid = m.containerd.pid
+    second = int(ts)
+    prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    j.append(JournalEntry(ts, "containerd", "systemd", 1,
+                          "Starting containerd.service - containerd container runtime..."))
+    for dt, text in CONTAINERD_STARTUP:
+        t = ts + dt
+        micros = round((t - second) * 1e6)
+        stamp = (f"{prefix}.{micros:06d}000Z" if micros < 1_000_000
+                 else rfc3339_micro(t)[:-1] + "000Z")
+        message = text.format(version=m.containerd_version) if "{" in text else text
+        j.append(JournalEntry(t, "containerd", "containerd", pid,
+                              f'time="{stamp}" level=info msg={message}'))
+    j.append(JournalEntry(ts + 0.5, "containerd", "systemd", 1,
+                          "Started containerd.service - containerd container runtime."))
 
 
 def kubelet_startup(m: Machine, ts: float) -> None:

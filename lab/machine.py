@@ -8,6 +8,7 @@ the current state; every mutation calls it first, so history is piecewise-consta
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -22,6 +23,7 @@ PLEG_THRESHOLD = 180.0
 RELIST_PERIOD = 1.0
 CRASHLOOP_RESTART_SEC = 10.0
 KUBELET_WARMUP = 5.0
+OOM_FLOOR = 48 * MiB  # what the OOM killer keeps free: used memory never reaches the total
 CNI_BINARIES = ("bandwidth", "bridge", "calico", "calico-ipam", "dhcp", "firewall", "flannel",
                 "host-device", "host-local", "install", "ipvlan", "loopback", "macvlan",
                 "portmap", "ptp", "sbr", "static", "tuning", "vlan", "vrf")
@@ -87,7 +89,7 @@ class LabPod:
     deleting: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class JournalEntry:
     ts: float
     unit: str  # kubelet | containerd | kernel | systemd | calico
@@ -181,6 +183,7 @@ class Machine:
         self.io_await_ms = rng.uniform(0.4, 2.5)
         self.modules: set[str] = set(BASE_MODULES)
         self.cni_bin: set[str] = set(CNI_BINARIES)
+        self.vxlan_tunnel = True  # calico's vxlan.calico device exists
         self.swap_on = False
         self.clock_offset = 0.0
         self.ntp_synced = True
@@ -216,6 +219,17 @@ class Machine:
         self.metrics = None  # a lab.metrics.KubeletMetrics, attached by the cluster
         self.listeners: list[Callable[[Machine], None]] = []  # told when reported state changes
         self.rv = 0  # bumped on every change another part may cache on
+
+    @property
+    def machine_id(self) -> str:
+        """/etc/machine-id, and the node's nodeInfo.machineID."""
+        return hashlib.md5(f"machine-id:{self.name}".encode()).hexdigest()
+
+    @property
+    def boot_id(self) -> str:
+        """/proc/sys/kernel/random/boot_id and nodeInfo.bootID: a new one on every boot."""
+        h = hashlib.md5(f"boot-id:{self.name}:{self.boot_time:.6f}".encode()).hexdigest()
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:]}"
 
     @property
     def client_cert_pem(self) -> bytes:
@@ -335,12 +349,21 @@ class Machine:
         return self.pleg_age(now) < PLEG_THRESHOLD
 
     def network_ready(self) -> bool:
-        return "calico" in self.cni_bin and "vxlan" in self.modules and \
+        return "calico" in self.cni_bin and self.vxlan_up() and \
             "/etc/cni/net.d/10-calico.conflist" in self.files
 
-    def memory_used(self) -> int:
+    def vxlan_up(self) -> bool:
+        """The vxlan module is loaded and calico has created its tunnel device on it."""
+        return "vxlan" in self.modules and self.vxlan_tunnel
+
+    def memory_demand(self) -> int:
+        """What the processes would use if nothing stopped them."""
         pods = sum(p.memory for p in self.pods if p.phase == "Running")
         return int(0.9 * GiB) + pods + self.kubelet_rss
+
+    def memory_used(self) -> int:
+        """What is in use: the OOM killer ends processes before the demand reaches the total."""
+        return min(self.memory_demand(), self.memory - OOM_FLOOR)
 
     def memory_available(self) -> int:
         return max(0, self.memory - self.memory_used())
@@ -432,7 +455,7 @@ class Machine:
         return out
 
     def network_unavailable(self) -> tuple[str, str, str]:
-        if "calico" in self.cni_bin and "vxlan" in self.modules:
+        if "calico" in self.cni_bin and self.vxlan_up():
             return ("False", "CalicoIsUp", "Calico is running on this node")
         return ("True", "CalicoIsDown", "Calico is shutting down on this node")
 

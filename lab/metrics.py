@@ -20,6 +20,7 @@ A kubelet restart (a new pid or start time for the kubelet unit) starts every co
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
@@ -98,6 +99,9 @@ def _head(name: str, help_text: str, kind: str, alpha: bool = True) -> str:
 
 
 # -- distributions ---------------------------------------------------------------------------------
+_SPREADS: dict[tuple, tuple[list[float], float, float]] = {}
+
+
 class Dist:
     """A latency distribution: log-normal around `median`, clipped at `cap` (a deadline).
 
@@ -138,10 +142,18 @@ class Dist:
         key = (bounds, shift)
         hit = self._cdf_cache.get(key)
         if hit is None:
-            cum = [self.cdf(b - shift) for b in bounds] + [1.0]
-            probs = [cum[0]] + [cum[i] - cum[i - 1] for i in range(1, len(cum))]
-            over = 1.0 - self.cdf(self.cap - 1e-12) if self.cap != INF else 0.0
-            hit = (probs, self.mean() + shift, over)
+            # shared by equal distributions: thousands of healthy kubelets fill their history
+            # from the same few at start-up
+            shared = (self.median, self.sigma, self.cap, self.floor, bounds, shift)
+            hit = _SPREADS.get(shared)
+            if hit is None:
+                cum = [self.cdf(b - shift) for b in bounds] + [1.0]
+                probs = [cum[0]] + [cum[i] - cum[i - 1] for i in range(1, len(cum))]
+                over = 1.0 - self.cdf(self.cap - 1e-12) if self.cap != INF else 0.0
+                hit = (probs, self.mean() + shift, over)
+                if len(_SPREADS) > 4096:
+                    _SPREADS.clear()
+                _SPREADS[shared] = hit
             self._cdf_cache[key] = hit
         return hit
 
@@ -172,17 +184,20 @@ class Hist:
                 errors += err
             return errors
         probs, mean, over = dist.spread(self.bounds, shift)
-        # largest remainder with a random tie order, so the total is exactly n
+        # largest remainder, so the total is exactly n (near-ties broken at random)
         raw = [p * n for p in probs]
         base = [int(x) for x in raw]
         left = n - sum(base)
         if left:
-            order = sorted(range(len(raw)), key=lambda i: (raw[i] - base[i]) + rng.random() * 1e-3,
-                           reverse=True)
-            for i in order[:left]:
+            jitter = rng.random() * 1e-3
+            rest = [(x - b) + jitter * ((i * 0.6180339) % 1.0) if x > b else -1.0
+                    for i, (x, b) in enumerate(zip(raw, base))]
+            for i in heapq.nlargest(left, range(len(rest)), key=rest.__getitem__):
                 base[i] += 1
+        counts = self.counts
         for i, c in enumerate(base):
-            self.counts[i] += c
+            if c:
+                counts[i] += c
         self.sum += n * mean * rng.uniform(0.985, 1.015)
         self.count += n
         return int(round(n * over))
@@ -372,7 +387,7 @@ class _Op:
 class KubeletMetrics:
     """One kubelet's metric registry, fed by the machine's state over lab time."""
 
-    def __init__(self, machine=None) -> None:
+    def __init__(self, machine=None, *, reset: bool = True) -> None:
         self.rng = random.Random(machine.index if machine is not None else 0)
         self._seeded = machine is not None
         self._key: tuple | None = None
@@ -382,9 +397,11 @@ class KubeletMetrics:
         self._serving_not_after = INF
         self.configz_snapshot: dict | None = None
         self.http_inflight: dict[tuple[str, str, bool], int] = {}
+        self._pending: tuple | None = None  # (machine, t0, t1): history not filled in yet
         if machine is not None:
             machine.metrics = self
-        self._reset_state(0.0)
+        if reset:  # otherwise the caller starts it at once (`_restart`) and sets it all then
+            self._reset_state(0.0)
 
     # -- lifecycle --------------------------------------------------------------------------
     def _reset_state(self, since: float) -> None:
@@ -442,8 +459,16 @@ class KubeletMetrics:
             self.started_pods = n
             self.started_containers = n * 2
 
+    def _settle(self) -> None:
+        """Fill the history `attach` left for later, before anything moves or reads it."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self.backfill(*pending)
+
     # -- time passing --------------------------------------------------------------------------
     def advance(self, machine, t0: float, t1: float) -> None:
+        self._settle()
         k = machine.kubelet
         if not k.running:
             self.hung_since = None
@@ -493,7 +518,7 @@ class KubeletMetrics:
     def backfill(self, machine, t0: float, t1: float) -> None:
         """Accumulate [t0, t1] after the fact (see `attach`)."""
         faults = machine.faults
-        first = min((f.since for f in faults.values()), default=t1)
+        first = min((f.since for f in faults.values()), default=t0)
         first = min(max(first, t0), t1)
         if faults and first > t0:
             saved, saved_io = dict(faults), machine.io_await_ms
@@ -681,6 +706,7 @@ class KubeletMetrics:
 
     # -- requests the kubelet serves (counted by lab.kubelet) -------------------------------
     def http_request(self, path: str, method: str, seconds: float, long_running: bool = False) -> None:
+        self._settle()
         key = (path if path in HTTP_PATHS else "other", method, long_running)
         hist = self.http_hist.get(key)
         if hist is None:
@@ -690,6 +716,7 @@ class KubeletMetrics:
 
     # -- derived gauges ------------------------------------------------------------------------
     def goroutines(self, machine, now: float) -> int:
+        self._settle()
         n = machine.goroutines_base + 2 * sum(1 for p in machine.pods if p.phase == "Running")
         if self.hung_since is not None:
             n += self.hung_extra(now)
@@ -698,12 +725,14 @@ class KubeletMetrics:
         return n
 
     def hung_extra(self, now: float) -> int:
+        self._settle()
         if self.hung_since is None:
             return 0
         return min(4800, int((now - self.hung_since) * 0.9))
 
     def last_seen(self, machine) -> float:
         """kubelet_pleg_last_seen_seconds: the node's clock at the last good relist, whole seconds."""
+        self._settle()
         base = self._last_ok
         floor = max(machine.pleg_last_relist, machine.kubelet.since)
         if base is None:
@@ -713,10 +742,12 @@ class KubeletMetrics:
         return float(int(machine.node_now(base)))
 
     def relist_quantile(self, q: float) -> float:
+        self._settle()
         return self.relist_duration.quantile(q)
 
     # -- rendering ----------------------------------------------------------------------------------
     def render(self, machine, now: float) -> bytes:
+        self._settle()
         if self._key != (machine.kubelet.pid, machine.kubelet.since):
             self._restart(machine)
         static = self._static_parts(machine)
@@ -758,15 +789,17 @@ def attach(machine) -> KubeletMetrics:
 
     Attached to a machine whose time has already run (its journal caught up past the kubelet's
     start), the registry is filled for that stretch too: healthy until the first of the machine's
-    faults began, in the machine's current state after that.
+    faults began, in the machine's current state after that. The filling waits until the registry
+    is first moved or read, so a large lab starts without doing it for every node.
     """
     if isinstance(machine.metrics, KubeletMetrics):
         return machine.metrics
-    metrics = KubeletMetrics(machine)
     k = machine.kubelet
     upto = machine.journal_upto
-    if k.running and upto > k.since:
-        metrics.backfill(machine, k.since, upto)
+    history = k.running and upto > k.since
+    metrics = KubeletMetrics(machine, reset=not history)
+    if history:
+        metrics._pending = (machine, k.since, upto)
     return metrics
 
 
@@ -1472,10 +1505,24 @@ def _scalar(value: str):
     return value
 
 
+_PARSED_CONFIGS: dict[str, str] = {}
+
+
+def _parsed_config(text: str) -> dict:
+    """parse_yaml_subset(text), a fresh copy each call: every node of a lab shares one file."""
+    parsed = _PARSED_CONFIGS.get(text)
+    if parsed is None:
+        parsed = json.dumps(parse_yaml_subset(text))
+        if len(_PARSED_CONFIGS) > 256:
+            _PARSED_CONFIGS.clear()
+        _PARSED_CONFIGS[text] = parsed
+    return json.loads(parsed)
+
+
 def kubelet_configuration(machine) -> dict:
     """The kubelet's effective configuration: the file on disk over the kubelet's defaults."""
     text = machine.files.get("/var/lib/kubelet/config.yaml", "")
-    fileconf = parse_yaml_subset(text) if text else {}
+    fileconf = _parsed_config(text) if text else {}
     fileconf.pop("apiVersion", None)
     fileconf.pop("kind", None)
     conf = {
@@ -1599,6 +1646,8 @@ def render_configz(machine) -> bytes:
     """GET /configz: the configuration the running kubelet loaded when it started."""
     metrics = machine.metrics if isinstance(machine.metrics, KubeletMetrics) else None
     conf = None
+    if metrics is not None:
+        metrics._settle()
     if metrics is not None and metrics._key == (machine.kubelet.pid, machine.kubelet.since):
         conf = metrics.configz_snapshot
     if conf is None:

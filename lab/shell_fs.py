@@ -34,11 +34,12 @@ class Entry:
 
 
 def machine_id(m: Machine) -> str:
-    return hashlib.md5(f"machine-id:{m.name}".encode()).hexdigest()
+    return m.machine_id
 
 
 def boot_id(m: Machine) -> str:
-    return hashlib.md5(f"boot-id:{m.name}:{m.boot_time}".encode()).hexdigest()
+    """The boot id as journalctl prints it (no dashes)."""
+    return m.boot_id.replace("-", "")
 
 
 def _stable(text: str, lo: int, hi: int) -> int:
@@ -52,6 +53,7 @@ STANDARD_DIRS = (
     "/etc/modules-load.d", "/etc/systemd", "/etc/systemd/system",
     "/etc/systemd/system/kubelet.service.d", "/etc/chrony", "/etc/default", "/home", "/lib",
     "/lib/modules", "/opt", "/opt/cni", "/opt/cni/bin", "/proc", "/proc/sys", "/proc/sys/kernel",
+    "/proc/sys/kernel/random",
     "/root", "/run", "/run/containerd", "/sbin", "/sys", "/tmp", "/usr", "/usr/bin",
     "/usr/local", "/usr/local/bin", "/usr/sbin", "/var", "/var/lib", "/var/lib/containerd",
     "/var/lib/kubelet", "/var/lib/kubelet/pki", "/var/lib/kubelet/pods", "/var/log",
@@ -114,9 +116,12 @@ def apiserver(m: Machine) -> tuple[str, int]:
 def _mem_kb(m: Machine) -> dict[str, int]:
     total = m.memory // 1024
     used = m.memory_used() // 1024
-    avail = m.memory_available() // 1024
-    cache = max(0, min(avail - 1, int(total * 0.18)))
-    free = max(0, avail - cache)
+    avail = total - used
+    # Page cache is what the kernel gives back first: under pressure it shrinks to nothing
+    # and free memory sits at the OOM killer's floor.
+    free_floor = min(avail, 40 * 1024)
+    cache = max(0, min(avail - free_floor, int(total * 0.18)))
+    free = avail - cache
     swap_total = 4194300 if m.swap_on else 0
     return {"total": total, "used": used, "free": free, "avail": avail, "cache": cache,
             "buffers": min(cache // 8, 262144), "shared": 12000, "swap_total": swap_total,
@@ -195,6 +200,7 @@ def _files(m: Machine, now: float) -> dict[str, Entry]:
     add("/proc/version", f"Linux version {m.kernel} (debian-kernel@lists.debian.org) (gcc-12 "
         f"(Debian 12.2.0-14) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP "
         f"PREEMPT_DYNAMIC Debian 6.1.112-1 (2024-09-30)\n", size=0, mtime=now)
+    add("/proc/sys/kernel/random/boot_id", lambda: m.boot_id + "\n", size=0, mtime=now)
     add("/proc/sys/kernel/pid_max", f"{m.pids_max}\n", size=0, mtime=now)
     add("/proc/sys/kernel/hostname", m.name + "\n", size=0, mtime=now)
     add("/proc/sys/vm/swappiness", "60\n", size=0, mtime=now)

@@ -1797,7 +1797,7 @@ async def ip(ctx: Ctx, argv: list[str]) -> int:
                f"default qlen 1000\n    link/ether {mac} brd ff:ff:ff:ff:ff:ff\n    inet "
                f"{m.ip}/16 metric 100 brd {'.'.join(m.ip.split('.')[:2])}.255.255 scope global "
                f"dynamic eth0\n       valid_lft 3412sec preferred_lft 3412sec\n")
-        if "vxlan" in m.modules and "calico" in m.cni_bin:
+        if m.vxlan_up() and "calico" in m.cni_bin:
             out += ("3: vxlan.calico: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 8951 qdisc noqueue "
                     "state UNKNOWN group default qlen 1000\n    link/ether "
                     f"66:{mac[3:]} brd ff:ff:ff:ff:ff:ff\n    inet 192.168.{m.index % 250}.0/32 "

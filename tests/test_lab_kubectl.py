@@ -273,3 +273,72 @@ def test_python_client_410_then_relist(target):
     for event in w.stream(api.list_node, resource_version=rv, timeout_seconds=1):
         events.append(event)
     assert all(e["type"] in ("ADDED", "MODIFIED", "DELETED") for e in events)
+
+
+def _node(target, name: str) -> dict:
+    return json.loads(target.kubectl("get", "node", name, "-o", "json").stdout)
+
+
+def _events(target, name: str, reason: str) -> int:
+    out = target.kubectl("get", "events", "-n", "default", "--field-selector",
+                         f"involvedObject.name={name},reason={reason}", "-o", "json").stdout
+    return sum(e.get("count", 1) for e in json.loads(out)["items"])
+
+
+def test_status_writes_are_kept_beside_the_kubelets_own(target):
+    if target.kind != "lab":
+        pytest.skip("the lab's node status merge")
+    node = "node-0010"
+    out = target.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                         '{"status":{"capacity":{"example.com/dongle":"2"}}}').stdout
+    assert "patched" in out
+    status = _node(target, node)["status"]
+    assert status["capacity"]["example.com/dongle"] == "2"
+    assert status["allocatable"]["example.com/dongle"] == "2"
+    # a condition type of the client's own is kept; the kubelet's own types stay the kubelet's
+    target.kubectl("patch", "node", node, "--subresource=status", "--type=strategic", "-p",
+                   json.dumps({"status": {"conditions": [
+                       {"type": "KernelDeadlock", "status": "False",
+                        "reason": "KernelHasNoDeadlock", "message": "kernel has no deadlock"},
+                       {"type": "Ready", "status": "False", "reason": "Forged",
+                        "message": "written by a client"}],
+                       "capacity": {"cpu": "999"}}}))
+    # the node is written again (a label, a cordon): what the client set is still there
+    target.kubectl("label", "node", node, "nodewb-status-test=1", "--overwrite")
+    target.kubectl("cordon", node)
+    status = _node(target, node)["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["KernelDeadlock"]["reason"] == "KernelHasNoDeadlock"
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["reason"] == "KubeletReady"
+    assert status["capacity"]["cpu"] != "999"
+    assert status["capacity"]["example.com/dongle"] == "2"
+    described = target.kubectl("describe", "node", node).stdout
+    assert "example.com/dongle:" in described and "KernelDeadlock" in described
+    # removed again with a null
+    target.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                   '{"status":{"capacity":{"example.com/dongle":null}}}')
+    status = _node(target, node)["status"]
+    assert "example.com/dongle" not in status["capacity"]
+    assert "example.com/dongle" not in status["allocatable"]
+    target.kubectl("uncordon", node)
+    target.kubectl("label", "node", node, "nodewb-status-test-")
+
+
+def test_schedulable_events_only_when_it_flips(target):
+    if target.kind != "lab":
+        pytest.skip("the lab's node events")
+    node = "node-0011"
+    before = (_events(target, node, "NodeSchedulable"), _events(target, node, "NodeNotSchedulable"))
+    target.kubectl("label", "node", node, "nodewb-event-test=1", "--overwrite")
+    target.kubectl("annotate", "node", node, "nodewb/event-test=1", "--overwrite")
+    target.kubectl("uncordon", node)  # already schedulable: nothing changes
+    assert (_events(target, node, "NodeSchedulable"),
+            _events(target, node, "NodeNotSchedulable")) == before
+    target.kubectl("cordon", node)
+    target.kubectl("label", "node", node, "nodewb-event-test=2", "--overwrite")
+    assert _events(target, node, "NodeNotSchedulable") == before[1] + 1
+    target.kubectl("uncordon", node)
+    assert (_events(target, node, "NodeSchedulable"),
+            _events(target, node, "NodeNotSchedulable")) == (before[0] + 1, before[1] + 1)
+    target.kubectl("label", "node", node, "nodewb-event-test-")

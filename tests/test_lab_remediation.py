@@ -80,9 +80,16 @@ def test_modprobe_vxlan_and_persist(lab):
     lab.ssh(node, "sudo systemctl restart containerd", timeout=60)
     stays(lab, node, "Ready", "True", 12)
     lab.ssh(node, "sudo modprobe vxlan && echo vxlan | sudo tee /etc/modules-load.d/vxlan.conf")
+    # calico-node creates its tunnel device only when it next retries: Ready about 30 s on
+    stays(lab, node, "NetworkUnavailable", "False", 12)
     wait_for(lab, node, "NetworkUnavailable", "False")
     wait_for(lab, node, "Ready", "True")
     assert "vxlan" in lab.ssh(node, "cat /etc/modules-load.d/vxlan.conf").stdout
+    (calico,) = pods_on(lab, node, "kube-system", "calico-node-")
+    logs = lab.kubectl("logs", "-n", "kube-system", calico).stdout
+    assert 'VXLAN tunnel device configured MTU=8951 device="vxlan.calico"' in logs
+    assert "Overall health status changed: live=true ready=true" in logs
+    assert "vxlan.calico" in lab.ssh(node, "ip addr show").stdout
 
 
 def test_approve_pending_csr(lab):

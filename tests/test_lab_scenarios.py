@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 
 import pytest
 
 from tests.conftest import SCENARIO_NODES
 
-pytestmark = [pytest.mark.kubectl, pytest.mark.openssh]
+pytestmark = [pytest.mark.kubectl, pytest.mark.openssh,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed"),
+              pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH's ssh not installed")]
 
 
 def node_json(lab, node: str) -> dict:
@@ -103,6 +106,64 @@ def test_vxlan_missing(served_lab):
     assert condition(served_lab, node, "NetworkUnavailable")["status"] == "True"
     assert node_json(served_lab, node)["status"]["nodeInfo"]["kernelVersion"] != \
         node_json(served_lab, "node-0001")["status"]["nodeInfo"]["kernelVersion"]
+    # the runbook's decoy: the kubelet journal screams PLEG, though the cause is the CNI
+    log = served_lab.ssh(node, "journalctl -u kubelet -n 200 --no-pager").stdout
+    decoys = re.findall(r'kubelet\.go:\d+\] "Skipping pod synchronization" err="PLEG is not '
+                        r'healthy: pleg was last seen active (\d+m[\d.]+s) ago; threshold is '
+                        r'3m0s"', log)
+    assert len(decoys) >= 3, log[-2000:]
+    assert all(int(d.split("m")[0]) >= 3 for d in decoys)
+    ready = condition(served_lab, node, "Ready")
+    assert ready["status"] == "False"
+    assert "cni plugin not initialized" in ready["message"]
+    assert "PLEG" not in ready["message"]
+    (calico,) = [p.split("/", 1)[1] for p in served_lab.kubectl(
+        "get", "pods", "-n", "kube-system", "--field-selector", f"spec.nodeName={node}",
+        "-o", "name").stdout.split() if p.split("/", 1)[1].startswith("calico-node-")]
+    logs = served_lab.kubectl("logs", "-n", "kube-system", calico).stdout
+    assert "failed to create vxlan tunnel device" in logs
+
+
+def test_healthy_node_history_matches_its_uptime(served_lab):
+    node = "node-0002"
+    metrics = served_lab.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/metrics").stdout
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+              if line and not line.startswith("#")}
+    running = time.time() - values["process_start_time_seconds"]
+    assert running > 86400  # days of uptime ...
+    relists = values["kubelet_pleg_relist_duration_seconds_count"]
+    assert 0.8 * running < relists < 1.05 * running  # ... and a relist about every second
+    # containerd logged its start when it started, long before the lab's last quarter hour
+    log = served_lab.ssh(node, "journalctl -u containerd --no-pager -o short-unix").stdout
+    booted = [line for line in log.splitlines() if "containerd successfully booted" in line]
+    assert booted, log
+    started = float(booted[0].split()[0])
+    assert started < time.time() - 86400
+    shown = served_lab.ssh(node, "systemctl show containerd -p ExecMainStartTimestamp --value"
+                           ).stdout.strip()
+    since = time.mktime(time.strptime(shown, "%a %Y-%m-%d %H:%M:%S %Z"))
+    assert abs(started - since) < 5, (started, shown)
+
+
+def test_boot_and_machine_ids_agree_between_api_and_node(served_lab):
+    for node in ("node-0001", SCENARIO_NODES["vxlan-missing"]):
+        info = node_json(served_lab, node)["status"]["nodeInfo"]
+        proc = served_lab.ssh(node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                            proc), proc
+        assert info["bootID"] == proc
+        boots = served_lab.ssh(node, "journalctl --list-boots --no-pager").stdout.splitlines()
+        assert boots[-1].split()[1] == proc.replace("-", "")
+        machine_id = served_lab.ssh(node, "cat /etc/machine-id").stdout.strip()
+        assert info["machineID"] == machine_id
+    # the rebooted node's event names the boot it came up with
+    node = SCENARIO_NODES["vxlan-missing"]
+    events = json.loads(served_lab.kubectl(
+        "get", "events", "-n", "default", "--field-selector",
+        f"involvedObject.name={node},reason=Rebooted", "-o", "json").stdout)["items"]
+    boot_id = node_json(served_lab, node)["status"]["nodeInfo"]["bootID"]
+    assert events and events[0]["message"].endswith(f"boot id: {boot_id}")
+    assert boot_id != node_json(served_lab, "node-0001")["status"]["nodeInfo"]["bootID"]
 
 
 def test_inode_exhaustion_while_df_h_says_half(served_lab):

@@ -8,6 +8,7 @@ import base64
 import json
 import random
 import re
+import shutil
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from lab import shell
 from lab.machine import GiB, MiB, Fault, LabPod, Machine
 from lab.machine_files import default_files
 from lab.pki import CA
+from tests.conftest import SCENARIO_NODES
 
 
 def make_machine(now: float | None = None, *, name: str = "node-0001",
@@ -529,3 +531,40 @@ async def test_misc_identity(m):
     assert (await sh(m, "reboot"))[0] == 1
     assert "unknown command" in (await sh(m, "kubeadm alpha certs renew kubelet-client"))[2]
     assert (await sh(m, "journalctl --list-boots"))[1].startswith("IDX BOOT ID")
+
+
+def _free_m(out: str) -> dict[str, int]:
+    head = out.splitlines()[0].split()
+    return dict(zip(head, map(int, out.splitlines()[1].split()[1:])))
+
+
+async def test_free_never_shows_more_used_than_total(m):
+    # a leaking pod asks for more than the node has: the OOM killer keeps `used` below the
+    # total, and the page cache is what went first
+    m.pods.append(LabPod("logging", "fluentd-aggregator-5b7d9c6f4-hx8kp", "fluentd-aggregator",
+                         "fluent/fluentd:v1.16-1", "ReplicaSet", "fluentd-aggregator-5b7d9c6f4",
+                         m.memory, time.time(), leaking=True))
+    rc, out, _ = await sh(m, "free -m")
+    row = _free_m(out)
+    assert rc == 0 and row["total"] == 16 * 1024
+    assert row["used"] < row["total"]
+    assert row["used"] + row["free"] + row["buff/cache"] <= row["total"]
+    assert row["buff/cache"] < 64 and row["available"] < 100
+    rc, text, _ = await sh(m, "cat /proc/meminfo")
+    meminfo = dict(line.split(":", 1) for line in text.splitlines())
+    assert int(meminfo["MemAvailable"].split()[0]) < 100 * 1024
+    assert int(meminfo["MemFree"].split()[0]) > 0
+
+
+@pytest.mark.kubectl
+@pytest.mark.openssh
+@pytest.mark.skipif(shutil.which("ssh") is None or shutil.which("kubectl") is None,
+                    reason="OpenSSH's ssh or kubectl not installed")
+def test_free_on_the_kubelet_oom_node_over_ssh(served_lab):
+    node = SCENARIO_NODES["kubelet-oom"]
+    row = _free_m(served_lab.ssh(node, "free -m").stdout)
+    assert row["used"] < row["total"], row
+    assert row["used"] + row["free"] + row["buff/cache"] <= row["total"] + 2, row
+    assert row["available"] < 100, row
+    healthy = _free_m(served_lab.ssh("node-0001", "free -m").stdout)
+    assert healthy["buff/cache"] > 1024, healthy
