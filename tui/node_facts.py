@@ -54,7 +54,8 @@ def describe(model: FleetModel, name: str, now: float, styles: dict | None = Non
     if rec.ready != "True":
         field("Reason", rec.ready_reason)
         field("Message", rec.ready_message)
-    field("Ready since", _when(getattr(rec, "ready_since", 0.0) or 0.0, now))
+    state = {"True": "Ready", "False": "NotReady"}.get(rec.ready, "Unknown")
+    field(f"{state} since", _when(getattr(rec, "ready_since", 0.0) or 0.0, now))
     field("Last heartbeat", _when(rec.heartbeat, now))
     lease = model.leases.get(name, 0.0)
     field("Lease renewed", _when(lease, now) if lease else "not seen yet")
