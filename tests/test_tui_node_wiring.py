@@ -304,4 +304,6 @@ async def test_ssh_user_and_sudo_reach_the_ssh_client(served_lab, tmp_path):
 def test_session_options_hold_the_ssh_options_and_the_path():
     args = argparse.Namespace(bastion="b", ssh_target=None, ssh_user="u", sudo=True,
                               kubelet_via="proxy")
-    assert session_options(args) == dict(ssh_options(args), kubelet_via=PROXY)
+    assert session_options(args) == dict(ssh_options(args), kubelet_via="proxy")
+    make = live_context(lambda: None, None, ssh_options=session_options(args))
+    assert make().kubelet().via == PROXY

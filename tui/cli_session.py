@@ -33,8 +33,9 @@ def kubelet_via(args: argparse.Namespace) -> str:
 
 def session_options(args: argparse.Namespace) -> dict:
     """What the TUI's node contexts take (tui.node_context.live_context's `ssh_options`): the
-    ssh options and the kubelet path."""
-    return dict(ssh_options(args), kubelet_via=kubelet_via(args))
+    ssh options and the --kubelet-via word (read when a node is first opened, so the kubelet
+    client is not imported before the first rows are on screen)."""
+    return dict(ssh_options(args), kubelet_via=getattr(args, "kubelet_via", None) or "auto")
 
 
 @asynccontextmanager
