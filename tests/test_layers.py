@@ -61,8 +61,10 @@ def test_the_fleet_screen_starts_without_the_node_screens_machinery():
     import subprocess
     import sys
 
-    code = ("import sys, tui.app, tui.cli, tui.cli_session; "
-            "tui.cli_session.session_options(tui.cli.build_parser().parse_args([])); "
+    code = ("import sys, tui.app, tui.cli, tui.cli_session, tui.feed; "
+            "options = tui.cli_session.session_options(tui.cli.build_parser().parse_args([])); "
+            "tui.app.NodewbApp(tui.feed.FleetSource(None, None), ssh_config=None, "
+            "ssh_options=options); "
             "print(sorted(m for m in ('asyncssh', 'httpx', 'probes.kubelet', 'tui.node_screen', "
             "'triage.workflow', 'textual.widgets._markdown') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -54,10 +54,8 @@ def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
     path: auto, proxy, direct or ssh). A node is reached as `nodewb diagnose` reaches it: by its
     InternalIP unless the ssh config has a Host block for its name or a target template says
     otherwise. The factory is called on the node screen's first need, never at import."""
-    from probes.kubelet import AUTO, path_named
-
     options = dict(ssh_options or {})
-    via = path_named(options.pop("kubelet_via", None) or kubelet_via or AUTO)
+    via = options.pop("kubelet_via", None) or kubelet_via or "auto"  # a word of --kubelet-via
     options = {k: v for k, v in options.items() if v not in (None, "", False)}
     cache: dict[str, Any] = {}
 
