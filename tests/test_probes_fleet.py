@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import gc
 import json
 import os
 import signal
@@ -18,7 +16,7 @@ import pytest
 
 from probes.fleet import FleetEvent, FleetFeed
 from probes.kube import Kube
-from tui.embedded_lab import EmbeddedLab
+from tests._lab_in_process import lab_in_process, on_lab_loop
 
 
 class Fleet:
@@ -257,34 +255,6 @@ def test_after_the_first_page_the_feed_waits_for_the_gate(fresh_lab):
 
 
 # -- bookmarks, against a lab in this process (its clock stopped, its bookmarks frequent) --------
-
-@contextmanager
-def lab_in_process(directory: Path, nodes: int = 5):
-    """A lab on a thread of this process, so a test can reach into its cluster."""
-    thresholds = gc.get_threshold()
-    lab = EmbeddedLab(directory, nodes=nodes, seed=4)
-    lab.start()
-    try:
-        yield lab
-    finally:
-        lab.stop()
-        gc.unfreeze()  # the lab freezes the collector for its own objects
-        gc.set_threshold(*thresholds)
-
-
-def on_lab_loop(lab: EmbeddedLab, call):
-    """Run `call` on the lab's event loop (nothing there is thread-safe) and return its result."""
-    done: concurrent.futures.Future = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            done.set_result(call())
-        except BaseException as err:
-            done.set_exception(err)
-
-    lab._loop.call_soon_threadsafe(run)
-    return done.result(10)
-
 
 def test_bookmarks_move_the_watch_positions_while_nothing_changes(tmp_path):
     with lab_in_process(tmp_path / "lab") as lab:

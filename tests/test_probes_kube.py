@@ -4,8 +4,6 @@ kubeconfig merging, contexts, exec credential plugins, and every error worded fo
 from __future__ import annotations
 
 import base64
-import concurrent.futures
-import gc
 import json
 import os
 import socket
@@ -19,7 +17,7 @@ import yaml
 
 from probes.kube import Kube, KubeError, NodeRecord, node_record
 from probes.kubeconfig import list_contexts
-from tui.embedded_lab import EmbeddedLab
+from tests._lab_in_process import lab_in_process, on_lab_loop
 
 
 def lab_config(lab) -> dict:
@@ -213,27 +211,10 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
     assert runs.read_text() == "2"
 
 
-def on_lab_loop(lab: EmbeddedLab, call):
-    """Run `call` on the lab's event loop (nothing there is thread-safe) and return its result."""
-    done: concurrent.futures.Future = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            done.set_result(call())
-        except BaseException as err:
-            done.set_exception(err)
-
-    lab._loop.call_soon_threadsafe(run)
-    return done.result(10)
-
-
 def test_token_file_is_read_again_after_a_401(tmp_path):
     """A rotated service-account token: the file changes, the old token stops working, and the
     next request that is refused reads the file again instead of failing."""
-    thresholds = gc.get_threshold()
-    lab = EmbeddedLab(tmp_path / "lab", nodes=3, seed=2)  # in this process: its tokens change
-    lab.start()
-    try:
+    with lab_in_process(tmp_path / "lab", nodes=3, seed=2) as lab:  # its tokens change
         tokens = lab.lab.cluster.tokens
         user = ("rotating", ["system:authenticated"])
         on_lab_loop(lab, lambda: tokens.update({"token-one": user}))
@@ -262,10 +243,6 @@ def test_token_file_is_read_again_after_a_401(tmp_path):
             kube.list_nodes()
         assert err.value.status == 401 and "user 'sa' of context 'sa'" in str(err.value)
         assert kube._headers("application/json")["Authorization"] == "Bearer token-three"
-    finally:
-        lab.stop()
-        gc.unfreeze()  # the lab freezes the collector for its own objects
-        gc.set_threshold(*thresholds)
 
 
 def test_exec_plugin_is_run_again_after_a_401(served_lab, tmp_path):

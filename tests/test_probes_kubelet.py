@@ -29,12 +29,13 @@ SKEWED = SCENARIO_NODES["clock-skew"]
 pytestmark = pytest.mark.openssh
 
 
-def ssh_runner(lab):
-    """A runner of the shape probes/ssh.py supplies, here over OpenSSH's ssh -F."""
+def ssh_runner(lab, jump=lambda: []):
+    """A runner of the shape probes/ssh.py supplies, here over OpenSSH's ssh -F (through the
+    extra ssh options `jump()` returns at each call)."""
 
     async def run(node: str, command: str, timeout: float):
         proc = await asyncio.create_subprocess_exec(
-            "ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", node, command,
+            "ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", *jump(), node, command,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:
@@ -125,21 +126,7 @@ def switchable_runner(lab):
     broken = [False]
     dead = closed_port()
 
-    async def run(node: str, command: str, timeout: float):
-        jump = ["-J", f"root@127.0.0.1:{dead}"] if broken[0] else []
-        proc = await asyncio.create_subprocess_exec(
-            "ssh", "-F", str(lab.ssh_config), "-o", "BatchMode=yes", *jump, node, command,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return None, "", "", True
-        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), \
-            False
-
+    run = ssh_runner(lab, lambda: ["-J", f"root@127.0.0.1:{dead}"] if broken[0] else [])
     return run, broken
 
 

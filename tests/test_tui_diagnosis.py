@@ -6,9 +6,7 @@ lab (tests/record_observations.py) on a frozen clock."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 
@@ -16,22 +14,10 @@ from probes.node_checks import scan_journal
 from probes.observation import Observation, Status
 from tests.test_tui_node import (DEADLOCK, FROZEN, HEALTHY, FakeKube, FakeKubelet, FakeSsh,
                                  app_with, open_node, seed)
+from tests.test_tui_node import recorded_scenario as recorded
 from tui.node_context import NodeContext
 from tui.node_diagnosis import DOMAIN_ORDER, DiagnosisPanel
 from tui.node_screen import NodeScreen
-
-DATA = Path(__file__).resolve().parent / "data" / "observations"
-
-
-def recorded(name: str) -> list[Observation]:
-    out = []
-    for d in json.loads((DATA / f"{name}.json").read_text()):
-        d = dict(d)
-        d.pop("arrived", None)
-        d["status"] = Status(d["status"])
-        d["started"] = FROZEN - 30 + d["started"]
-        out.append(Observation(**d))
-    return out
 
 
 @dataclass

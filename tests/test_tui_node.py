@@ -168,8 +168,14 @@ PLAN = NodeProbes(None, None, None, DEADLOCK).plan()  # ids, titles and time lim
 def recorded(node: str) -> list[Observation]:
     """What the real probes observed on the lab node of this scenario, in the order it arrived,
     on the frozen clock."""
+    return recorded_scenario(RECORDING[node])
+
+
+def recorded_scenario(name: str) -> list[Observation]:
+    """The observations recorded on the lab node of scenario NAME (tests/record_observations.py),
+    on the frozen clock."""
     out = []
-    for d in json.loads((DATA / f"{RECORDING[node]}.json").read_text()):
+    for d in json.loads((DATA / f"{name}.json").read_text()):
         d = dict(d)
         d.pop("arrived", None)
         d["status"] = Status(d["status"])
