@@ -159,13 +159,13 @@ def render_cadvisor(m: Machine, now: float) -> bytes:
     out.append("# HELP container_scrape_error 1 if there was an error while getting container "
                "metrics, 0 otherwise\n# TYPE container_scrape_error gauge\n"
                "container_scrape_error 0\n")
+    machine = f'{{boot_id="{m.boot_id}",machine_id="{m.machine_id}",system_uuid="{m.system_uuid}"}}'
     out.append("# HELP machine_cpu_cores Number of logical CPU cores.\n"
                "# TYPE machine_cpu_cores gauge\n"
-               f'machine_cpu_cores{{boot_id="",machine_id="",system_uuid=""}} {m.cpus}\n')
+               f"machine_cpu_cores{machine} {m.cpus}\n")
     out.append("# HELP machine_memory_bytes Amount of memory installed on the machine.\n"
                "# TYPE machine_memory_bytes gauge\n"
-               f'machine_memory_bytes{{boot_id="",machine_id="",system_uuid=""}} '
-               f"{gofloat(m.memory)}\n")
+               f"machine_memory_bytes{machine} {gofloat(m.memory)}\n")
     return "".join(out).encode()
 
 

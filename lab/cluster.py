@@ -577,7 +577,7 @@ class Cluster:
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 "nodeInfo": {
                     "machineID": m.machine_id,
-                    "systemUUID": f"ec2{m.index:05x}-0000-4000-8000-{m.index:012x}",
+                    "systemUUID": m.system_uuid,
                     "bootID": m.boot_id, "kernelVersion": m.kernel, "osImage": m.os_image,
                     "containerRuntimeVersion": f"containerd://{m.containerd_version}",
                     "kubeletVersion": m.kubelet_version, "kubeProxyVersion": m.kubelet_version,

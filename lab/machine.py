@@ -226,6 +226,11 @@ class Machine:
         return hashlib.md5(f"machine-id:{self.name}".encode()).hexdigest()
 
     @property
+    def system_uuid(self) -> str:
+        """The firmware's UUID: nodeInfo.systemUUID and cAdvisor's system_uuid label."""
+        return f"ec2{self.index:05x}-0000-4000-8000-{self.index:012x}"
+
+    @property
     def boot_id(self) -> str:
         """/proc/sys/kernel/random/boot_id and nodeInfo.bootID: a new one on every boot."""
         h = hashlib.md5(f"boot-id:{self.name}:{self.boot_time:.6f}".encode()).hexdigest()

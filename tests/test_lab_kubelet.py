@@ -355,8 +355,14 @@ def test_cadvisor_through_the_proxy_matches_kubelet_pods_and_crictl(served_lab):
     assert node not in SCENARIO_NODES.values()
     text = served_lab.kubectl("get", "--raw",
                               f"/api/v1/nodes/{node}/proxy/metrics/cadvisor").stdout
-    names = {f.name for f in text_string_to_metric_families(text)}
-    assert CADVISOR_FAMILIES <= names
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert CADVISOR_FAMILIES <= set(families)
+    info = json.loads(served_lab.kubectl("get", "node", node, "-o", "json").stdout)["status"][
+        "nodeInfo"]
+    for name in ("machine_cpu_cores", "machine_memory_bytes"):
+        assert families[name].samples[0].labels == {
+            "boot_id": info["bootID"], "machine_id": info["machineID"],
+            "system_uuid": info["systemUUID"]}, name
     by_pod = _cadvisor_by_pod(text)
     pods = json.loads(served_lab.kubectl("get", "--raw",
                                          f"/api/v1/nodes/{node}/proxy/pods").stdout)["items"]
