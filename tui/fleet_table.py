@@ -235,9 +235,7 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         style = self._styles.get(key)
         if style is None:
             full = self.get_component_rich_style(name)
-            style = self._styles[key] = Style(color=full.color, bold=full.bold, dim=full.dim,
-                                              italic=full.italic, underline=full.underline,
-                                              reverse=full.reverse, strike=full.strike)
+            style = self._styles[key] = Style(color=full.color) + full.without_color
         return style
 
     def _attrs(self, name: str) -> Style:
@@ -246,10 +244,7 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         key = "attrs:" + name
         style = self._styles.get(key)
         if style is None:
-            full = self.get_component_rich_style(name)
-            style = self._styles[key] = Style(bold=full.bold, dim=full.dim, italic=full.italic,
-                                              underline=full.underline, reverse=full.reverse,
-                                              strike=full.strike)
+            style = self._styles[key] = self.get_component_rich_style(name).without_color
         return style
 
     def render_line(self, y: int) -> Strip:
