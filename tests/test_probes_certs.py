@@ -6,6 +6,8 @@ import asyncio
 import socket
 import ssl
 import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -170,10 +172,9 @@ def test_redact_only_touches_private_keys(ca):
 
 
 # -- a handshake ----------------------------------------------------------------------------------
-async def test_serving_certificate_from_a_handshake(ca, tmp_path):
-    issued = ca.issue("node-0003@1700000000", not_before=NOW - 3600, not_after=NOW + 86400 * 365,
-                      dns=("node-0003",), ips=("127.0.0.1",), server=True)
-    ctx = server_context(ca, issued)
+@asynccontextmanager
+async def tls_server(ca: CA, issued) -> AsyncIterator[int]:
+    """A TLS listener on loopback serving `issued` (a handshake is all it answers); its port."""
 
     async def handle(reader, writer):
         try:
@@ -182,9 +183,18 @@ async def test_serving_certificate_from_a_handshake(ca, tmp_path):
             pass
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
-    port = server.sockets[0].getsockname()[1]
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context(ca, issued))
     try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_serving_certificate_from_a_handshake(ca, tmp_path):
+    issued = ca.issue("node-0003@1700000000", not_before=NOW - 3600, not_after=NOW + 86400 * 365,
+                      dns=("node-0003",), ips=("127.0.0.1",), server=True)
+    async with tls_server(ca, issued) as port:
         obs = await certs.serving_certificate("node-0003", "127.0.0.1", port, now=NOW,
                                               expect_names=("node-0003", "127.0.0.1"))
         assert obs.status == Status.OK and obs.via == "direct"
@@ -196,9 +206,6 @@ async def test_serving_certificate_from_a_handshake(ca, tmp_path):
         wrong = await certs.serving_certificate("node-0003", "127.0.0.1", port, now=NOW,
                                                 expect_names=("node-0004",))
         assert wrong.status == Status.BAD and "lack node-0004" in wrong.summary
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_serving_certificate_refused_and_hung():

@@ -431,9 +431,8 @@ async def test_serving_certificate_without_a_kubelet_client_or_an_address():
 @pytest.mark.parametrize("left,state", [(3 * 86400, "expiring"), (-3600, "expired"),
                                         (90 * 86400, "valid")])
 async def test_serving_certificate_ttl_against_the_runbook_threshold(left, state):
-    import ssl
-
-    from lab.pki import CA, server_context
+    from lab.pki import CA
+    from tests.test_probes_certs import tls_server
     from triage.tree import Diagnosis
 
     now = time.time()
@@ -441,22 +440,9 @@ async def test_serving_certificate_ttl_against_the_runbook_threshold(left, state
     issued = ca.issue("node-0003@1", not_before=now - 30 * 86400, not_after=now + left,
                       dns=("node-0003",), ips=("127.0.0.1",), server=True)
 
-    async def handle(reader, writer):
-        try:
-            await reader.read(100)
-        except (ConnectionError, ssl.SSLError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_context(ca, issued))
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with KubeletClient(None, None, port=port) as kubelet:
-            obs = await asyncio.wait_for(NodeProbes(None, None, kubelet, "node-0003",
-                                                    internal_ip="127.0.0.1").run(), 10)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with tls_server(ca, issued) as port, KubeletClient(None, None, port=port) as kubelet:
+        obs = await asyncio.wait_for(NodeProbes(None, None, kubelet, "node-0003",
+                                                internal_ip="127.0.0.1").run(), 10)
     serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
     assert serving.data["state"] == state, serving.summary
     assert serving.status is (Status.OK if state == "valid" else Status.BAD)
