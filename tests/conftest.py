@@ -98,8 +98,8 @@ def start_lab(directory: Path, *args: str, timeout: float = 120) -> ServedLab:
             break
         if proc.poll() is not None:
             log.flush()
-            raise RuntimeError(f"lab exited with {proc.returncode}: "
-                               f"{(directory.parent / f'{directory.name}.log').read_text()[-3000:]}")
+            tail = (directory.parent / f"{directory.name}.log").read_text()[-3000:]
+            raise RuntimeError(f"lab exited with {proc.returncode}: {tail}")
         time.sleep(0.05)
     else:
         proc.kill()
@@ -149,3 +149,32 @@ def fresh_lab(tmp_path):
     yield make
     for lab in labs:
         stop_lab(lab)
+
+
+# -- how the suite is shared among pytest-xdist's workers (`make test` runs `--dist loadgroup`) --
+# A file that builds a module-scoped fixture (a lab of its own, heals run all at once) stays on
+# one worker, so the fixture is built once; other tests go wherever a worker is free. The longest
+# go first, so no worker is left alone with a long tail: `--durations` shows which they are.
+SPREAD = {"test_tui_heal.py"}  # a module lab per worker is cheap next to one heal after another
+LONGEST_FIRST = ["test_tui_heal.py", "test_cli_act.py", "test_lab_remediation.py",
+                 "test_analyze_bundles.py", "test_faults_tui.py", "test_tui_node.py",
+                 "test_lab_kubectl.py", "test_faults_lab.py", "test_faults_fleet.py",
+                 "test_faults_ssh.py", "test_lab_control.py", "test_fuzz_metrics.py",
+                 "test_quiet_commands.py", "test_probes_node_checks.py"]
+
+
+_MODULE_FIXTURES: dict[Path, bool] = {}
+
+
+def _builds_module_fixtures(path: Path) -> bool:
+    if path not in _MODULE_FIXTURES:
+        _MODULE_FIXTURES[path] = 'scope="module"' in path.read_text()
+    return _MODULE_FIXTURES[path]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD and _builds_module_fixtures(item.path):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -1,6 +1,7 @@
 """Every lab scenario healed from the TUI, with the keys a person presses: open the node from the
 fleet, wait for the verdict, `a`, Enter on the verdict's action, tab to "Capture evidence, then
-run", Enter; later `v` on the node watches it back to verified. A verified bundle is written
+run", Enter; then `v` on the node watches it back to verified. Each scenario is a test of its
+own, so the suite's workers heal them side by side. A verified bundle is written
 before each action and the audit log has the attempt. The API partition is not healed by an
 action: restarting the kubelet there is refused, and the node verifies once the partition ends.
 """
@@ -94,7 +95,7 @@ def end_partition(lab, node: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-async def test_every_scenario_healed_from_the_tui(lab, tmp_path, monkeypatch):
+def heal_app(lab, tmp_path, monkeypatch) -> tuple[NodewbApp, FleetSource]:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     source = FleetSource(str(lab.kubeconfig), None)
     app = NodewbApp(source, title="heal", config=Config(Path("/nonexistent/config.toml")),
@@ -107,38 +108,73 @@ async def test_every_scenario_healed_from_the_tui(lab, tmp_path, monkeypatch):
         return ctx
 
     app.node_context = context  # type: ignore[attr-defined]
-    figures: dict[str, str] = {}
+    return app, source
+
+
+async def verify_with_v(app, pilot, node: str) -> float:
+    """`v` on the node: the live verification, until it says verified; its time."""
+    t0 = time.monotonic()
+    await open_from_fleet(app, pilot, node)
+    await pilot.press("v")
+    await wait(pilot, lambda: isinstance(app.screen, VerifyScreen) and
+               app.screen.progress is not None and app.screen.progress.done, 240,
+               f"{node} to verify")
+    progress = app.screen.progress
+    assert progress.outcome == "verified", (node, [c.line() for c in progress.checks])
+    await back_to_fleet(app, pilot)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("scenario", list(EXPECTED))
+async def test_scenario_healed_from_the_tui(lab, tmp_path, monkeypatch, scenario):
+    """The verdict, its action with evidence first, then `v` back to verified; the audit log has
+    the attempt and the verification."""
+    domain, action = EXPECTED[scenario]
+    node = SCENARIO_NODES[scenario]
+    app, _ = heal_app(lab, tmp_path, monkeypatch)
     async with app.run_test(size=(140, 44)) as pilot:
         await wait(pilot, lambda: app.model.synced, 30, "the fleet")
-        # 1. each node: the verdict, then its action with evidence first
-        for scenario, (domain, action) in EXPECTED.items():
-            node = SCENARIO_NODES[scenario]
-            t0 = time.monotonic()
-            screen = await open_from_fleet(app, pilot, node)
-            await wait(pilot, lambda: screen.diagnosis.finished, 40, f"{node}'s probes")
-            verdict = screen.verdict()
-            assert verdict.verdict == domain, (scenario, verdict.to_text())
-            assert verdict.actions and verdict.actions[0] == action, (scenario, verdict.actions)
-            await pilot.press("a")
-            await wait(pilot, lambda: isinstance(app.screen, ActionsMenu), 5, "the menu")
-            await pilot.press("enter")
-            await wait(pilot, lambda: isinstance(app.screen, ActionScreen) and
-                       app.screen.state in ("ready", "blocked"), 30, "the plan and checks")
-            modal = app.screen
-            assert modal.action_id == action
-            assert modal.state == "ready", (scenario, modal.attempt.report.lines())
-            await pilot.press("tab", "enter")
-            await wait(pilot, lambda: isinstance(app.screen, VerifyScreen) or
-                       getattr(modal, "state", "") in ("failed", "override", "blocked"), 240,
-                       f"{action} on {node}")
-            assert isinstance(app.screen, VerifyScreen), (scenario, modal.said)
-            attempt = screen.attempt
-            assert attempt.bundle is not None
-            assert verify_bundle(attempt.bundle.path, attempt.bundle.sha256).node == node
-            figures[scenario] = f"acted after {time.monotonic() - t0:.1f} s"
-            await back_to_fleet(app, pilot)
-        # 2. the partition: restarting the kubelet is refused, and nothing else is needed
-        node = SCENARIO_NODES[PARTITION]
+        t0 = time.monotonic()
+        screen = await open_from_fleet(app, pilot, node)
+        await wait(pilot, lambda: screen.diagnosis.finished, 40, f"{node}'s probes")
+        verdict = screen.verdict()
+        assert verdict.verdict == domain, (scenario, verdict.to_text())
+        assert verdict.actions and verdict.actions[0] == action, (scenario, verdict.actions)
+        await pilot.press("a")
+        await wait(pilot, lambda: isinstance(app.screen, ActionsMenu), 5, "the menu")
+        await pilot.press("enter")
+        await wait(pilot, lambda: isinstance(app.screen, ActionScreen) and
+                   app.screen.state in ("ready", "blocked"), 30, "the plan and checks")
+        modal = app.screen
+        assert modal.action_id == action
+        assert modal.state == "ready", (scenario, modal.attempt.report.lines())
+        await pilot.press("tab", "enter")
+        await wait(pilot, lambda: isinstance(app.screen, VerifyScreen) or
+                   getattr(modal, "state", "") in ("failed", "override", "blocked"), 240,
+                   f"{action} on {node}")
+        assert isinstance(app.screen, VerifyScreen), (scenario, modal.said)
+        attempt = screen.attempt
+        assert attempt.bundle is not None
+        assert verify_bundle(attempt.bundle.path, attempt.bundle.sha256).node == node
+        acted = time.monotonic() - t0
+        await back_to_fleet(app, pilot)
+        verified = await verify_with_v(app, pilot, node)
+        await pilot.press("q")
+    records = [json.loads(line) for line in
+               (tmp_path / "data" / "nodewb" / "audit.jsonl").read_text().splitlines()]
+    mine = [r for r in records if r["node"] == node and r["action"] == action]
+    assert [r["result"] for r in mine][:1] == ["ran"], (scenario, mine)
+    assert "verified" in [r["result"] for r in mine], (scenario, mine)
+    assert all(r["bundle_sha256"] for r in mine)
+    print(f"\n{scenario:<24} acted after {acted:.1f} s, verified in {verified:.1f} s")
+
+
+async def test_the_partition_is_refused_a_kubelet_restart_and_verifies_once_it_ends(
+        lab, tmp_path, monkeypatch):
+    node = SCENARIO_NODES[PARTITION]
+    app, _ = heal_app(lab, tmp_path, monkeypatch)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await wait(pilot, lambda: app.model.synced, 30, "the fleet")
         screen = await open_from_fleet(app, pilot, node)
         await wait(pilot, lambda: screen.diagnosis.finished, 40, f"{node}'s probes")
         assert screen.verdict().verdict == "apiserver_unreachable"
@@ -148,30 +184,6 @@ async def test_every_scenario_healed_from_the_tui(lab, tmp_path, monkeypatch):
         assert any("Do not restart kubelet blindly" in r for r in attempt.report.refusals)
         end_partition(lab, node)
         await back_to_fleet(app, pilot)
-        # 3. each node: `v` watches it back to verified
-        for scenario in [*EXPECTED, PARTITION]:
-            node = SCENARIO_NODES[scenario]
-            t0 = time.monotonic()
-            screen = await open_from_fleet(app, pilot, node)
-            await pilot.press("v")
-            await wait(pilot, lambda: isinstance(app.screen, VerifyScreen) and
-                       app.screen.progress is not None and app.screen.progress.done, 240,
-                       f"{node} to verify")
-            progress = app.screen.progress
-            assert progress.outcome == "verified", (scenario, [c.line() for c in
-                                                               progress.checks])
-            figures[scenario] = figures.get(scenario, "no action") + \
-                f", verified in {time.monotonic() - t0:.1f} s"
-            await back_to_fleet(app, pilot)
+        verified = await verify_with_v(app, pilot, node)
         await pilot.press("q")
-    records = [json.loads(line) for line in
-               (tmp_path / "data" / "nodewb" / "audit.jsonl").read_text().splitlines()]
-    for scenario, (_, action) in EXPECTED.items():
-        node = SCENARIO_NODES[scenario]
-        mine = [r for r in records if r["node"] == node and r["action"] == action]
-        assert [r["result"] for r in mine][:1] == ["ran"], (scenario, mine)
-        assert "verified" in [r["result"] for r in mine], (scenario, mine)
-        assert all(r["bundle_sha256"] for r in mine)
-    print()
-    for scenario, text in figures.items():
-        print(f"{scenario:<24} {text}")
+    print(f"\n{PARTITION:<24} no action, verified in {verified:.1f} s")
