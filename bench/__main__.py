@@ -42,7 +42,7 @@ def machine() -> str:
         pass
     load = ""
     if hasattr(os, "getloadavg"):
-        load = "load average %.2f %.2f %.2f" % os.getloadavg()
+        load = "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -33,11 +33,12 @@ def main(argv: list[str] | None = None) -> None:
         proc, startup = serve(directory, args.nodes)
         try:
             kubeconfig = str(directory / "kubeconfig")
-            print(f"lab: {args.nodes} nodes ready in {startup:.2f} s, RSS {rss_mb(proc.pid):.0f} MB")
+            print(f"lab: {args.nodes} nodes ready in {startup:.2f} s, "
+                  f"RSS {rss_mb(proc.pid):.0f} MB")
             timed(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes"])  # warm kubectl's cache
             times = [timed(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes"])[0]
                      for _ in range(args.runs)]
-            print(f"kubectl get nodes (all rows printed): "
+            print("kubectl get nodes (all rows printed): "
                   + ", ".join(f"{t * 1000:.0f}" for t in times)
                   + f" ms; median {statistics.median(times) * 1000:.0f} ms")
             for run in range(args.runs):

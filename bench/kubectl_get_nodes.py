@@ -10,8 +10,6 @@ what a user waits for, so it is part of the figure.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import statistics
 import subprocess
@@ -37,7 +35,7 @@ def serve(directory: Path, nodes: int) -> tuple[subprocess.Popen, float]:
 
 def timed(cmd: list[str]) -> tuple[float, int]:
     started = time.monotonic()
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    result = subprocess.run(cmd, capture_output=True)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr.decode()[-500:]}")

@@ -187,7 +187,7 @@ def measure(label: str, payload: bytes, runs: int) -> None:
     ours_figs = [figure_values(M.reduce(None, cur)), figure_values(M.reduce(prev, cur))]
     full_figs = [figure_values(M.reduce(None, full_cur)),
                  figure_values(M.reduce(full_prev, full_cur))]
-    agree = all(same_values(a, b) for a, b in zip(ours_figs, full_figs))
+    agree = all(same_values(a, b) for a, b in zip(ours_figs, full_figs, strict=False))
     sig = M.reduce(prev, cur)
     nlines = payload.count(b"\n")
     print(f"\n{label}: {len(payload) / 1e6:.2f} MB, {nlines:,} lines; pre-filter "

@@ -64,7 +64,8 @@ async def fan_out(ssh_config: Path, nodes: list[str], command: str, concurrency:
             done: dict[str, float] = {}
             started = time.monotonic()
 
-            async def one(node: str) -> tuple[str, CommandResult | SshError]:
+            async def one(node: str, done: dict[str, float] = done,
+                          started: float = started) -> tuple[str, CommandResult | SshError]:
                 try:
                     r: CommandResult | SshError = await ssh.run(node, command, timeout)
                 except SshError as exc:

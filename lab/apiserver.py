@@ -34,8 +34,9 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from lab.faults import Fault, FaultSet
 from lab.http import DropConnection, Request, Response, close_server, serve_http
@@ -261,7 +262,7 @@ def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
         return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
     except Exception:
         raise ApiError(400, "BadRequest", "continue key is not valid: incorrect encoded start "
-                       "resourceVersion (version meta.k8s.io/v1)")
+                       "resourceVersion (version meta.k8s.io/v1)") from None
 
 
 def _wants_table(accept: str) -> bool:
@@ -663,7 +664,7 @@ class ApiServer:
             verb = "delete" if t.name else "deletecollection"
         else:
             raise ApiError(405, "MethodNotAllowed",
-                           f"the server does not allow this method on the requested resource")
+                           "the server does not allow this method on the requested resource")
         if t.sub == "proxy":
             verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update",
                     "PATCH": "patch", "DELETE": "delete"}.get(method, verb)
@@ -748,7 +749,7 @@ class ApiServer:
         try:
             limit = int(limit_text) if limit_text else 0
         except ValueError:
-            raise ApiError(400, "BadRequest", f"invalid limit: {limit_text}")
+            raise ApiError(400, "BadRequest", f"invalid limit: {limit_text}") from None
         keys = coll.keys_sorted()
         ns = t.namespace
         if ns:
@@ -791,13 +792,14 @@ class ApiServer:
         if t.name:
             name = t.name
             inner = match
-            match = (lambda s: s.name == name and (inner is None or inner(s)))
+            def match(s):
+                return (s.name == name and (inner is None or inner(s)))
         rv_text = req.arg("resourceVersion") or ""
         initial = _truthy(req.arg("sendInitialEvents"))
         try:
             since = int(rv_text) if rv_text else 0
         except ValueError:
-            raise ApiError(400, "BadRequest", f"invalid resource version: {rv_text}")
+            raise ApiError(400, "BadRequest", f"invalid resource version: {rv_text}") from None
         if initial:
             since = 0
         bookmarks = _truthy(req.arg("allowWatchBookmarks"))
@@ -807,7 +809,7 @@ class ApiServer:
         try:
             timeout = float(timeout_text) if timeout_text else 1800.0 * (1 + random.random())
         except ValueError:
-            raise ApiError(400, "BadRequest", f"invalid timeoutSeconds: {timeout_text}")
+            raise ApiError(400, "BadRequest", f"invalid timeoutSeconds: {timeout_text}") from None
         interval = float(getattr(self.cluster, "bookmark_interval", 5) or 5)
         faults = self.faults
         try:
@@ -875,7 +877,7 @@ class ApiServer:
                     except asyncio.QueueEmpty:
                         try:
                             event = await asyncio.wait_for(queue.get(), wait)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             if bookmarks and loop.time() >= next_bookmark:
                                 next_bookmark = loop.time() + interval
                                 yield bookmark()
@@ -913,7 +915,7 @@ class ApiServer:
             return json.loads(req.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "BadRequest",
-                           f"error decoding request body: {exc}")
+                           f"error decoding request body: {exc}") from None
 
     def _dry_run(self, req: Request) -> bool:
         values = req.query.get("dryRun") or []
@@ -1102,8 +1104,8 @@ class ApiServer:
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != t.name:
             raise ApiError(400, "BadRequest",
-                           "the name of the object (%s) does not match the name on the URL (%s)"
-                           % (meta["name"], t.name))
+                           f"the name of the object ({meta['name']}) does not match the name on "
+                           f"the URL ({t.name})")
         meta["name"] = t.name
         current = self._lookup(t)
         self._check_rv(t, current, obj)
@@ -1158,7 +1160,7 @@ class ApiServer:
             try:
                 result = apply_patch(current, patch, ptype)
             except PatchError as exc:
-                raise ApiError(422, "Invalid", str(exc), self._details(t.res, t.name))
+                raise ApiError(422, "Invalid", str(exc), self._details(t.res, t.name)) from None
             return Response(200, dumps(result))
         stored = await self._cluster(t, t.name, "patch_node", t.name, patch, ptype,
                                      status=t.sub == "status")
@@ -1195,7 +1197,7 @@ class ApiServer:
         try:
             result = apply_patch(base, patch, ptype)
         except PatchError as exc:
-            raise ApiError(422, "Invalid", str(exc), self._details(res, t.name))
+            raise ApiError(422, "Invalid", str(exc), self._details(res, t.name)) from None
         if not isinstance(result, dict):
             raise ApiError(422, "Invalid", "the patch result is not an object")
         self._check_rv(t, current, result if isinstance(patch, dict) else {})
@@ -1234,7 +1236,8 @@ class ApiServer:
             try:
                 grace = int(grace_text)
             except ValueError:
-                raise ApiError(400, "BadRequest", f"invalid gracePeriodSeconds: {grace_text}")
+                raise ApiError(400, "BadRequest",
+                               f"invalid gracePeriodSeconds: {grace_text}") from None
         current = self._lookup(t)
         precond = (options.get("preconditions") or {})
         if precond.get("uid") and precond["uid"] != json.loads(current.raw)["metadata"]["uid"]:

@@ -228,7 +228,7 @@ class Cluster:
             free = [n for n in names if n not in self.assignments]
             rng = random.Random(self.seed)
             picks = rng.sample(free, min(len(DEFAULT_MIX), len(free)))
-            for name, scenario in zip(sorted(picks), DEFAULT_MIX):
+            for name, scenario in zip(sorted(picks), DEFAULT_MIX, strict=False):
                 self.assignments[name] = SCENARIOS[scenario]
         for name, scenario in self.assignments.items():
             m = self.nodes[name].machine
@@ -445,7 +445,7 @@ class Cluster:
         self.event(state, "NodeNotReady", "Node is not ready", at=now, source="node-controller",
                    type_="Normal")
 
-    # -- the clock -----------------------------------------------------------------------------------
+    # -- the clock ---------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
         """Advance the control plane by one step (called about once a second)."""
         now = now or time.time()
@@ -489,7 +489,7 @@ class Cluster:
         state.dirty = True
         state.next_status = min(state.next_status, time.time() + m.rng.uniform(1.0, 10.0))
 
-    # -- objects ----------------------------------------------------------------------------------------
+    # -- objects -----------------------------------------------------------------------------------
     def node_object(self, state: NodeState) -> dict:
         m = state.machine
         labels = {
@@ -535,7 +535,8 @@ class Cluster:
                            "timeAdded": rfc3339(self.now)})
         mem_ki = m.memory // 1024
         max_pods = m.max_pods
-        images = [{"names": [p.image], "sizeBytes": 30_000_000 + (stable_hash(p.image) % 400_000_000)}
+        images = [{"names": [p.image],
+                   "sizeBytes": 30_000_000 + (stable_hash(p.image) % 400_000_000)}
                   for p in {p.image: p for p in m.pods}.values()][:12]
         spec: dict[str, Any] = {"podCIDR": f"10.244.{m.index % 250}.0/24",
                                 "podCIDRs": [f"10.244.{m.index % 250}.0/24"],
@@ -853,7 +854,7 @@ class Cluster:
                            for e in list(j.entries)[-200:])
         return ""
 
-    # -- CSRs --------------------------------------------------------------------------------------------
+    # -- CSRs --------------------------------------------------------------------------------------
     def _create_csr(self, state: NodeState, created: float) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 

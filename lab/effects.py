@@ -6,7 +6,7 @@ real node takes. The shell and the cluster call these; nothing else mutates a ma
 
 from __future__ import annotations
 
-from lab.machine import GiB, MiB, Fault, Machine
+from lab.machine import Fault, GiB, Machine, MiB
 
 CONTAINERD_STOP_TIMEOUT = 12.0  # a deadlocked containerd ignores SIGTERM until systemd kills it
 RESTART_DELAY = 2.0
@@ -14,7 +14,8 @@ CALICO_VXLAN_RETRY = 24.0  # after modprobe vxlan, calico's next try; the node i
 
 
 def _systemd(m: Machine, unit: str, ts: float, message: str) -> None:
-    """A line systemd (pid 1) logs about a unit: `journalctl -u UNIT` shows it with the unit's own."""
+    """A line systemd (pid 1) logs about a unit: `journalctl -u UNIT` shows it with the unit's
+    own."""
     m.log(unit, ts, message, ident="systemd", pid=1)
 
 
@@ -76,7 +77,8 @@ def start_unit(m: Machine, name: str, now: float) -> str | None:
 
 def kill_unit(m: Machine, name: str, signal: str, now: float) -> str | None:
     """`kill -SIG PID` / `systemctl kill`: SIGKILL ends even a deadlocked process at once, and
-    systemd (Restart=always) starts the unit again; SIGTERM is ignored by a deadlocked containerd."""
+    systemd (Restart=always) starts the unit again; SIGTERM is ignored by a deadlocked
+    containerd."""
     m.catch_up(now)
     signal = signal.upper().removeprefix("SIG")
     number = {"KILL": 9, "TERM": 15, "HUP": 1, "INT": 2}.get(signal, 15)
@@ -119,9 +121,11 @@ def _stop_kubelet(m: Machine, now: float) -> None:
     m.cancel("kubelet-oom")
     m.cancel("start-kubelet")
     if k.running:
-        _systemd(m, "kubelet", now, "Stopping kubelet.service - kubelet: The Kubernetes Node Agent...")
+        _systemd(m, "kubelet", now,
+                 "Stopping kubelet.service - kubelet: The Kubernetes Node Agent...")
         _systemd(m, "kubelet", now + 0.2, "kubelet.service: Deactivated successfully.")
-        _systemd(m, "kubelet", now + 0.2, "Stopped kubelet.service - kubelet: The Kubernetes Node Agent.")
+        _systemd(m, "kubelet", now + 0.2,
+                 "Stopped kubelet.service - kubelet: The Kubernetes Node Agent.")
     k.active, k.sub = "inactive", "dead"
     k.since = now
     m.changed()
@@ -141,7 +145,8 @@ def start_kubelet(m: Machine, now: float) -> None:
     if reason:
         _kubelet_exits(m, now + 0.6, reason)
     else:
-        m.kubelet_rss = max(m.kubelet_rss, int(m.rng.uniform(90, 140) * MiB) + len(m.pods) * 4 * MiB)
+        m.kubelet_rss = max(m.kubelet_rss,
+                            int(m.rng.uniform(90, 140) * MiB) + len(m.pods) * 4 * MiB)
         m.pleg_last_relist = now
         if m.api_reachable and "cert_expired" not in m.faults and "clock_skew" not in m.faults:
             for pod in [p for p in m.pods if p.deleting]:
@@ -181,23 +186,24 @@ def schedule_kubelet_oom(m: Machine, now: float) -> None:
         k = m.kubelet
         rss = int(m.memory_used() / 1024)
         m.oom_kills.append((t, "kubelet", k.pid, rss))
-        m.kernel_messages.append((t, f"kubelet invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_"
-                                     f"MOVABLE|__GFP_COMP), order=0, oom_score_adj=-999"))
+        m.kernel_messages.append((t, "kubelet invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_"
+                                     "MOVABLE|__GFP_COMP), order=0, oom_score_adj=-999"))
         m.kernel_messages.append((t, f"Out of memory: Killed process {k.pid} (kubelet) total-vm:"
                                      f"{rss * 3}kB, anon-rss:{m.kubelet_rss // 1024}kB, file-rss:"
                                      f"0kB, shmem-rss:0kB, UID:0 pgtables:4212kB "
                                      f"oom_score_adj:-999"))
-        _systemd(m, "kubelet", t, "kubelet.service: A process of this unit has been killed by the OOM "
-              "killer.")
-        _systemd(m, "kubelet", t, "kubelet.service: Main process exited, code=killed, status=9/KILL")
+        _systemd(m, "kubelet", t, "kubelet.service: A process of this unit has been killed by the "
+                 "OOM killer.")
+        _systemd(m, "kubelet", t,
+                 "kubelet.service: Main process exited, code=killed, status=9/KILL")
         _systemd(m, "kubelet", t, "kubelet.service: Failed with result 'oom-kill'.")
         k.active, k.sub, k.result = "activating", "auto-restart", "oom-kill"
         k.since = t
 
         def again(t2: float) -> None:
             k.restarts += 1
-            _systemd(m, "kubelet", t2, f"kubelet.service: Scheduled restart job, restart counter is at "
-                  f"{k.restarts}.")
+            _systemd(m, "kubelet", t2, "kubelet.service: Scheduled restart job, restart counter is "
+                     f"at {k.restarts}.")
             start_kubelet(m, t2)
 
         m.at(t + 10.0, "kubelet-crashloop", again)
@@ -297,7 +303,8 @@ def calico_vxlan_up(m: Machine, now: float) -> None:
     m.changed()
 
 
-def write_file(m: Machine, path: str, content: str, now: float, *, append: bool = False) -> str | None:
+def write_file(m: Machine, path: str, content: str, now: float, *,
+               append: bool = False) -> str | None:
     m.catch_up(now)
     if path.startswith("/proc/") or path.startswith("/sys/"):
         return f"{path}: Permission denied"
@@ -453,7 +460,8 @@ def _logrus(ts: float) -> str:
 
 
 __all__ = [
-    "restart_unit", "stop_unit", "kill_unit", "start_unit", "start_kubelet", "start_containerd", "modprobe",
+    "restart_unit", "stop_unit", "kill_unit", "start_unit", "start_kubelet", "start_containerd",
+    "modprobe",
     "write_file", "remove_file", "swapoff", "swapon", "prune_images", "vacuum_journal",
     "step_clock", "install_cni", "calico_vxlan_up", "remove_pod", "set_partition",
     "approve_client_certificate",

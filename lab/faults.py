@@ -29,8 +29,9 @@ import base64
 import itertools
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 DEFAULT_FOR = 30.0
 MAX_FOR = 3600.0
@@ -177,7 +178,7 @@ class FaultSet:
                 await asyncio.wait_for(runner(fault), max(0.0, fault.ends - self.clock()) + 5)
             else:
                 await asyncio.sleep(max(0.0, fault.ends - self.clock()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self._tasks.pop(fault.id, None)

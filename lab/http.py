@@ -13,10 +13,10 @@ import contextlib
 import ssl
 import sys
 import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import AsyncIterator, Awaitable, Callable, Iterable
-from urllib.parse import unquote, parse_qs
+from urllib.parse import parse_qs, unquote
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
@@ -170,8 +170,7 @@ class _Connection:
                 keep = await self._respond(request)
                 if not keep:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError,
-                OSError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
             pass
         except asyncio.CancelledError:  # the server is stopping: drop the connection now
             self.writer.transport.abort()
@@ -186,14 +185,14 @@ class _Connection:
         # Wait for the first byte with the idle timeout, then for the head with the head timeout.
         try:
             first = await asyncio.wait_for(self.reader.read(1), IDLE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if not first:
             return None
         try:
             rest = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except asyncio.LimitOverrunError:
-            raise BadRequest("request head too large")
+            raise BadRequest("request head too large") from None
         except asyncio.IncompleteReadError:
             return None
         head = first + rest
@@ -202,7 +201,7 @@ class _Connection:
         try:
             text = head.decode("latin-1")
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
-            raise BadRequest("bad request head")
+            raise BadRequest("bad request head") from None
         lines = text.split("\r\n")
         while lines and lines[0] == "":  # tolerate stray CRLF between requests
             lines.pop(0)
@@ -238,7 +237,7 @@ class _Connection:
         try:
             query = parse_qs(query_string, keep_blank_values=True)
         except ValueError:
-            raise BadRequest("malformed query")
+            raise BadRequest("malformed query") from None
 
         body = await self._read_body(headers)
         return Request(
@@ -272,7 +271,7 @@ class _Connection:
         try:
             n = int(length)
         except ValueError:
-            raise BadRequest("bad content-length")
+            raise BadRequest("bad content-length") from None
         if n < 0 or n > MAX_BODY:
             raise BadRequest("bad content-length")
         if n == 0:
@@ -287,7 +286,7 @@ class _Connection:
             try:
                 size = int(size_text, 16)
             except ValueError:
-                raise BadRequest("bad chunk size")
+                raise BadRequest("bad chunk size") from None
             if size == 0:
                 # trailers until an empty line
                 while True:
@@ -375,7 +374,7 @@ class _Connection:
             writer.write(b"0\r\n\r\n")
             await self._drain()
             return not eof.done()
-        except (ConnectionError, asyncio.TimeoutError, OSError, ssl.SSLError):
+        except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
             return False
         except DropConnection:
             writer.transport.abort()
@@ -387,10 +386,14 @@ class _Connection:
             # Whatever ended the stream (the client, an error, the server stopping), the
             # iterator's pending step is cancelled so its cleanup (closing a watcher) runs.
             for pending in (step, eof):
-                if pending is not None and not pending.done():
+                if pending is None:
+                    continue
+                if not pending.done():
                     pending.cancel()
                     with contextlib.suppress(BaseException):
                         await pending
+                elif not pending.cancelled():
+                    pending.exception()  # retrieved: a client's TLS alert is how it left
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(BaseException):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lab.machine import PLEG_THRESHOLD, JournalEntry, Machine
 from lab.timefmt import go_duration, klog_stamp, rfc3339, rfc3339_micro, stable_hash
@@ -37,11 +37,13 @@ def _pod_ref(m: Machine) -> str:
     if not pods:
         return 'pod="kube-system/kube-proxy"'
     p = pods[int(m.journal_upto) % len(pods)]
-    return f'pod="{p.namespace}/{p.name}" podUID="{stable_hash(p.name) % 10**8:08x}-5c1e-4f7a-9d2b-3e4f5a6b7c8d"'
+    return (f'pod="{p.namespace}/{p.name}" '
+            f'podUID="{stable_hash(p.name) % 10**8:08x}-5c1e-4f7a-9d2b-3e4f5a6b7c8d"')
 
 
 def _api(m: Machine) -> str:
-    return m.files.get("/etc/kubernetes/kubelet.conf", "").split("server: ", 1)[-1].split("\n", 1)[0]
+    return (m.files.get("/etc/kubernetes/kubelet.conf", "")
+            .split("server: ", 1)[-1].split("\n", 1)[0])
 
 
 def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]:
@@ -76,7 +78,8 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
     if math.isfinite(relist) and relist > 2:
         out.append((max(relist, 5.0), lambda t: klog(
             m, t, "I", "generic.go:224",
-            f'"GenericPLEG: Relisting took longer than expected" duration="{go_duration(round(relist * (0.8 + 0.4 * ((t * 7919) % 1)), 3))}"')))
+            f'"GenericPLEG: Relisting took longer than expected" duration="'
+            f'{go_duration(round(relist * (0.8 + 0.4 * ((t * 7919) % 1)), 3))}"')))
         out.append((45.0, lambda t: klog(
             m, t, "E", "pod_workers.go:1301",
             f'"Error syncing pod, skipping" err="failed to \\"KillPodSandbox\\" for '
@@ -100,11 +103,11 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
         if "calico" not in m.cni_bin:
             out.append((10.0, lambda t: klog(
                 m, t, "E", "pod_workers.go:1301",
-                f'"Error syncing pod, skipping" err="failed to \\"CreatePodSandbox\\" for '
-                f'\\"coredns-7db6d8ff4d-x2k9q_kube-system\\" with CreatePodSandboxError: '
-                f'\\"Failed to create sandbox for pod: rpc error: code = Unknown desc = failed to '
-                f'setup network for sandbox: plugin type=\\\\\\"calico\\\\\\" failed (add): failed '
-                f'to find plugin \\\\\\"calico\\\\\\" in path [/opt/cni/bin]\\""')))
+                '"Error syncing pod, skipping" err="failed to \\"CreatePodSandbox\\" for '
+                '\\"coredns-7db6d8ff4d-x2k9q_kube-system\\" with CreatePodSandboxError: '
+                '\\"Failed to create sandbox for pod: rpc error: code = Unknown desc = failed to '
+                'setup network for sandbox: plugin type=\\\\\\"calico\\\\\\" failed (add): failed '
+                'to find plugin \\\\\\"calico\\\\\\" in path [/opt/cni/bin]\\""')))
             out.append((30.0, lambda t: logrus(
                 m, t, "error", '"failed to reload cni configuration after receiving fs change '
                 'event(WRITE \\"/etc/cni/net.d/10-calico.conflist\\")" error="cni config load '
@@ -162,11 +165,13 @@ def rules(m: Machine, now: float) -> list[tuple[float, Callable[[float], None]]]
         out.append((60.0, lambda t: klog(
             m, t + 0.5, "E", "certificate_manager.go:562",
             '"Unhandled Error" err="kubernetes.io/kube-apiserver-client-kubelet: certificate '
-            'request was not signed: timed out waiting for the condition" logger="UnhandledError"')))
+            'request was not signed: timed out waiting for the condition" '
+            'logger="UnhandledError"')))
         out.append((60.0, lambda t: klog(
             m, t + 0.6, "E", "transport.go:131",
             f'"Failed to refresh client certificate" err="x509: certificate has expired or is '
-            f'not yet valid: current time {rfc3339(t)} is after {rfc3339(m.client_cert_not_after)}"')))
+            f'not yet valid: current time {rfc3339(t)} is after '
+            f'{rfc3339(m.client_cert_not_after)}"')))
     conds = m.conditions(now)
     fs = m.filesystem()
     if conds["DiskPressure"][0] == "True":
@@ -267,8 +272,10 @@ def containerd_startup(m: Machine, ts: float) -> None:
 
 def kubelet_startup(m: Machine, ts: float) -> None:
     """What a starting kubelet logs before it either runs or exits."""
-    klog(m, ts + 0.05, "I", "server.go:484", f'"Kubelet version" kubeletVersion="{m.kubelet_version}"')
-    klog(m, ts + 0.06, "I", "server.go:486", '"Golang settings" GOGC="" GOMAXPROCS="" GOTRACEBACK=""')
+    klog(m, ts + 0.05, "I", "server.go:484",
+         f'"Kubelet version" kubeletVersion="{m.kubelet_version}"')
+    klog(m, ts + 0.06, "I", "server.go:486",
+         '"Golang settings" GOGC="" GOMAXPROCS="" GOTRACEBACK=""')
     klog(m, ts + 0.2, "I", "server.go:925", '"Client rotation is on, will bootstrap in background"')
     if not m.containerd.running or "socket_missing" in m.faults:
         klog(m, ts + 0.3, "W", "logging.go:55",

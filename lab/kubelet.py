@@ -23,13 +23,13 @@ import re
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import parse_qs
 
 from lab import http as lab_http
-from lab.faults import garble_metrics
 from lab.cadvisor import pod_uid, render_cadvisor
+from lab.faults import garble_metrics
 from lab.metrics import KubeletMetrics, attach, render_configz, render_goroutines
 from lab.pki import CA, Issued, server_context
 from lab.timefmt import parse_rfc3339, rfc3339
@@ -145,7 +145,8 @@ async def kubelet_request(machine, method: str, path: str, query=None, headers=N
     now = time.time() if now is None else now
     machine.catch_up(now)
     if not machine.kubelet.running:
-        raise KubeletUnavailable(f"dial tcp {machine.ip}:{KUBELET_PORT}: connect: connection refused")
+        raise KubeletUnavailable(f"dial tcp {machine.ip}:{KUBELET_PORT}: connect: "
+                                 "connection refused")
     started = time.perf_counter()
     q = _norm_query(query)
     response = await _route(machine, method.upper(), path or "/", q, headers, now, trusted,
@@ -201,7 +202,8 @@ async def _route(machine, method: str, path: str, q: dict[str, list[str]], heade
         return KubeletResponse(200, {"Content-Type": "text/html; charset=utf-8"},
                                _pprof_index(machine, now).encode())
     if path == "/logs":
-        return KubeletResponse(301, {"Location": "/logs/", "Content-Type": "text/html; charset=utf-8"},
+        return KubeletResponse(301, {"Location": "/logs/",
+                                     "Content-Type": "text/html; charset=utf-8"},
                                b'<a href="/logs/">Moved Permanently</a>.\n\n')
     if path.startswith("/logs/"):
         return _logs(machine, path[len("/logs/"):], q, now)
@@ -241,7 +243,8 @@ def _pprof_index(machine, now: float) -> str:
                    for k, n in rows)
     return ("<html>\n<head>\n<title>/debug/pprof/</title>\n</head>\n<body>\n/debug/pprof/\n<br>\n"
             "<p>Set debug=1 as a query parameter to export in legacy text format</p>\n<br>\n"
-            f"Types of profiles available:\n<table>\n<thead><td>Count</td><td>Profile</td></thead>\n"
+            "Types of profiles available:\n<table>\n"
+            "<thead><td>Count</td><td>Profile</td></thead>\n"
             f"{body}</table>\n</body>\n</html>\n")
 
 
@@ -270,7 +273,8 @@ def pod_object(machine, p, now: float) -> dict:
         "name": p.name, "namespace": p.namespace, "uid": uid,
         "resourceVersion": str(1000 + (int(uid[:6], 16) % 90000)),
         "creationTimestamp": rfc3339(p.created), "labels": labels,
-        "annotations": {"kubernetes.io/config.seen": rfc3339(machine.kubelet.since).replace("Z", ".000000000Z"),
+        "annotations": {"kubernetes.io/config.seen":
+                        rfc3339(machine.kubelet.since).replace("Z", ".000000000Z"),
                         "kubernetes.io/config.source": "api"},
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": p.owner_kind, "name": p.owner_name,
                              "uid": _uid(p.namespace, p.owner_kind, p.owner_name),
@@ -352,8 +356,8 @@ def pod_list(machine, now: float) -> bytes:
 # -- /logs/ -----------------------------------------------------------------------------------
 VAR_LOG = ("alternatives.log", "amazon/", "apt/", "auth.log", "btmp", "cloud-init-output.log",
            "cloud-init.log", "containers/", "dist-upgrade/", "dmesg", "dpkg.log", "journal/",
-           "kern.log", "landscape/", "lastlog", "pods/", "private/", "syslog", "unattended-upgrades/",
-           "wtmp")
+           "kern.log", "landscape/", "lastlog", "pods/", "private/", "syslog",
+           "unattended-upgrades/", "wtmp")
 
 
 def _dir_listing(machine) -> bytes:
@@ -406,7 +410,7 @@ def _logs(machine, rest: str, q: dict[str, list[str]], now: float) -> KubeletRes
     files = [s for s in services if s.startswith(("/", "\\"))]
     services = [s for s in services if s not in files]
     if len(services) > 4:
-        errors.append("query: Too many: %d: must have at most 4 items" % len(services))
+        errors.append(f"query: Too many: {len(services)}: must have at most 4 items")
     for s in services:
         if not re.fullmatch(r"[A-Za-z0-9_.@:\-]{1,100}", s):
             errors.append(f'query: Invalid value: "{s}": input contains unsupported characters')
@@ -692,7 +696,7 @@ class KubeletServers:
                 # the kubelet went away under a kept-alive connection: the peer sees a reset
                 self._on_change(m)
                 writer.transport.abort()
-                raise asyncio.CancelledError
+                raise asyncio.CancelledError from None
             return lab_http.Response(resp.status, resp.body, list(resp.headers.items()),
                                      content_type=None)
 

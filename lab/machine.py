@@ -13,8 +13,8 @@ import math
 import random
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 GiB = 1024**3
 MiB = 1024**2

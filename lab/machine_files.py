@@ -66,12 +66,14 @@ users:
 KUBEADM_DROPIN = """\
 # Note: This dropin only works with kubeadm and kubelet v1.11+
 [Service]
-Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+--kubeconfig=/etc/kubernetes/kubelet.conf"
 Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
 EnvironmentFile=-/etc/default/kubelet
 ExecStart=
-ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS \
+$KUBELET_EXTRA_ARGS
 """
 
 KUBEADM_FLAGS = """\
@@ -106,7 +108,8 @@ UUID=5b8e2f7a-3c1d-4e0b-9a51-7f3d2c1b0a98 /          ext4   defaults,discard 0 1
 UUID=A1B2-C3D4                            /boot/efi  vfat   umask=0077       0 1
 """
 
-SWAP_FSTAB_LINE = "/swap.img                                 none       swap   sw               0 0\n"
+SWAP_FSTAB_LINE = ("/swap.img                                 none       swap   sw"
+                   "               0 0\n")
 
 CALICO_CONFLIST = """\
 {

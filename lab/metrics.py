@@ -26,8 +26,8 @@ import math
 import random
 import re
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from hashlib import sha1
-from typing import Callable, Iterable
 
 INF = float("inf")
 RELIST_PERIOD = 1.0
@@ -191,7 +191,7 @@ class Hist:
         if left:
             jitter = rng.random() * 1e-3
             rest = [(x - b) + jitter * ((i * 0.6180339) % 1.0) if x > b else -1.0
-                    for i, (x, b) in enumerate(zip(raw, base))]
+                    for i, (x, b) in enumerate(zip(raw, base, strict=False))]
             for i in heapq.nlargest(left, range(len(rest)), key=rest.__getitem__):
                 base[i] += 1
         counts = self.counts
@@ -238,7 +238,7 @@ class Hist:
         pre = f"{name}_bucket{{{labels + ',' if labels else ''}le=\""
         out = []
         cum = 0
-        for le, c in zip(les, self.counts):
+        for le, c in zip(les, self.counts, strict=False):
             cum += c
             out.append(f'{pre}{le}"}} {gofloat(cum)}')
         lab = f"{{{labels}}}" if labels else ""
@@ -350,7 +350,8 @@ FEATURE_GATES = (
     ("ComponentSLIs", "BETA", 1), ("ConsistentListFromCache", "ALPHA", 0),
     ("ContainerCheckpoint", "ALPHA", 0), ("CustomCPUCFSQuotaPeriod", "ALPHA", 0),
     ("DevicePluginCDIDevices", "BETA", 1), ("DisableCloudProviders", "BETA", 1),
-    ("DisableKubeletCloudCredentialProviders", "BETA", 1), ("DynamicResourceAllocation", "ALPHA", 0),
+    ("DisableKubeletCloudCredentialProviders", "BETA", 1),
+    ("DynamicResourceAllocation", "ALPHA", 0),
     ("EventedPLEG", "ALPHA", 0), ("GracefulNodeShutdown", "BETA", 1),
     ("GracefulNodeShutdownBasedOnPodPriority", "BETA", 1), ("HPAContainerMetrics", "BETA", 1),
     ("InPlacePodVerticalScaling", "ALPHA", 0), ("KubeletCgroupDriverFromCRI", "ALPHA", 0),
@@ -482,7 +483,8 @@ class KubeletMetrics:
         dt = t1 - t0
         rng = self.rng
         responsive = machine.runtime_responsive()
-        hung = not responsive and machine.containerd.running and "socket_missing" not in machine.faults
+        hung = (not responsive and machine.containerd.running
+                and "socket_missing" not in machine.faults)
         if hung:
             if self.hung_since is None:
                 self.hung_since = t0
@@ -638,7 +640,7 @@ class KubeletMetrics:
         if key != self._ops_key:
             self._ops_key = key
             self._ops_dists = {}
-            for name, (period, base, sigma, kind) in PERIODIC_OPS.items():
+            for name, (_period, base, sigma, kind) in PERIODIC_OPS.items():
                 if hung:
                     dist = Dist(CRI_TIMEOUT, 0.0, cap=CRI_TIMEOUT)
                 elif not responsive:
@@ -649,7 +651,7 @@ class KubeletMetrics:
                 else:
                     dist = Dist(base * factor ** 0.85, sigma, cap=CRI_TIMEOUT)
                 self._ops_dists[name] = dist
-        for name, (period, base, sigma, kind) in PERIODIC_OPS.items():
+        for name, (period, _base, _sigma, kind) in PERIODIC_OPS.items():
             callers = 1.0
             if kind == "exec":
                 callers = max(0.0, running * 0.2)
@@ -705,7 +707,8 @@ class KubeletMetrics:
             self.rest_total[key] = self.rest_total.get(key, 0) + n
 
     # -- requests the kubelet serves (counted by lab.kubelet) -------------------------------
-    def http_request(self, path: str, method: str, seconds: float, long_running: bool = False) -> None:
+    def http_request(self, path: str, method: str, seconds: float,
+                     long_running: bool = False) -> None:
         self._settle()
         key = (path if path in HTTP_PATHS else "other", method, long_running)
         hist = self.http_hist.get(key)
@@ -731,7 +734,8 @@ class KubeletMetrics:
         return min(4800, int((now - self.hung_since) * 0.9))
 
     def last_seen(self, machine) -> float:
-        """kubelet_pleg_last_seen_seconds: the node's clock at the last good relist, whole seconds."""
+        """kubelet_pleg_last_seen_seconds: the node's clock at the last good relist, whole
+        seconds."""
         self._settle()
         base = self._last_ok
         floor = max(machine.pleg_last_relist, machine.kubelet.since)
@@ -745,7 +749,7 @@ class KubeletMetrics:
         self._settle()
         return self.relist_duration.quantile(q)
 
-    # -- rendering ----------------------------------------------------------------------------------
+    # -- rendering ---------------------------------------------------------------------------------
     def render(self, machine, now: float) -> bytes:
         self._settle()
         if self._key != (machine.kubelet.pid, machine.kubelet.since):
@@ -852,21 +856,24 @@ def _fam_certs(self: KubeletMetrics, m, now: float) -> str:
     return "".join([
         _head("kubelet_certificate_manager_client_expiration_renew_errors",
               "Counter of certificate renewal errors.", "counter"),
-        f"kubelet_certificate_manager_client_expiration_renew_errors {gofloat(self.renew_errors)}\n",
+        f"kubelet_certificate_manager_client_expiration_renew_errors "
+          f"{gofloat(self.renew_errors)}\n",
         _head("kubelet_certificate_manager_client_ttl_seconds",
-              "Gauge of the TTL (time-to-live) of the Kubelet's client certificate. The value is in "
-              "seconds until certificate expiry (negative if already expired). If client certificate "
-              "is invalid or unused, the value will be +INF.", "gauge"),
-        f"kubelet_certificate_manager_client_ttl_seconds {gofloat(float(int(ttl)) if ttl != INF else ttl)}\n",
+              "Gauge of the TTL (time-to-live) of the Kubelet's client certificate. The value is "
+              "in seconds until certificate expiry (negative if already expired). If client "
+              "certificate is invalid or unused, the value will be +INF.", "gauge"),
+        f"kubelet_certificate_manager_client_ttl_seconds "
+          f"{gofloat(float(int(ttl)) if ttl != INF else ttl)}\n",
     ])
 
 
 def _fam_server_ttl(self: KubeletMetrics, m, now: float) -> str:
     ttl = self.serving_ttl(m, now)
     return (_head("kubelet_certificate_manager_server_ttl_seconds",
-                  "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The "
-                  "value is in seconds until certificate expiry (negative if already expired). If "
-                  "serving certificate is invalid or unused, the value will be +INF.", "gauge")
+                  "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. "
+                  "The value is in seconds until certificate expiry (negative if already "
+                  "expired). If serving certificate is invalid or unused, the value will be +INF.",
+                  "gauge")
             + f"kubelet_certificate_manager_server_ttl_seconds "
               f"{gofloat(float(int(ttl)) if ttl != INF else ttl)}\n")
 
@@ -920,7 +927,7 @@ def _fam_active_pods(self: KubeletMetrics, m, now: float) -> str:
               "when admitting new pods. static is true if the pod is not from the apiserver.",
               "gauge"),
         f'kubelet_active_pods{{static=""}} {n}\n',
-        f'kubelet_active_pods{{static="true"}} 0\n',
+        'kubelet_active_pods{static="true"} 0\n',
     ])
 
 
@@ -930,7 +937,7 @@ def _fam_desired_pods(self: KubeletMetrics, m, now: float) -> str:
               "The number of pods the kubelet is being instructed to run. static is true if the "
               "pod is not from the apiserver.", "gauge"),
         f'kubelet_desired_pods{{static=""}} {len(m.pods)}\n',
-        f'kubelet_desired_pods{{static="true"}} 0\n',
+        'kubelet_desired_pods{static="true"} 0\n',
     ])
 
 
@@ -942,7 +949,7 @@ def _fam_started(self: KubeletMetrics, m, now: float) -> str:
         f'{gofloat(self.started_containers)}\n',
         _head("kubelet_started_pods_errors_total", "Cumulative number of errors when starting pods",
               "counter"),
-        f"kubelet_started_pods_errors_total 0\n",
+        "kubelet_started_pods_errors_total 0\n",
         _head("kubelet_started_pods_total", "Cumulative number of pods started", "counter"),
         f"kubelet_started_pods_total {gofloat(self.started_pods)}\n",
     ])
@@ -969,7 +976,8 @@ def _fam_memstats(self: KubeletMetrics, m, now: float) -> str:
     frees = mallocs - int(heap_alloc / 190)
     sys_bytes = heap_sys + stack + 16_000_000
     vals = [
-        ("go_memstats_alloc_bytes", "Number of bytes allocated and still in use.", "gauge", heap_alloc),
+        ("go_memstats_alloc_bytes", "Number of bytes allocated and still in use.", "gauge",
+         heap_alloc),
         ("go_memstats_alloc_bytes_total", "Total number of bytes allocated, even if freed.",
          "counter", alloc_total),
         ("go_memstats_buck_hash_sys_bytes",
@@ -977,18 +985,20 @@ def _fam_memstats(self: KubeletMetrics, m, now: float) -> str:
         ("go_memstats_frees_total", "Total number of frees.", "counter", frees),
         ("go_memstats_gc_sys_bytes", "Number of bytes used for garbage collection system metadata.",
          "gauge", int(heap_sys * 0.055)),
-        ("go_memstats_heap_alloc_bytes", "Number of heap bytes allocated and still in use.", "gauge",
-         heap_alloc),
+        ("go_memstats_heap_alloc_bytes", "Number of heap bytes allocated and still in use.",
+         "gauge", heap_alloc),
         ("go_memstats_heap_idle_bytes", "Number of heap bytes waiting to be used.", "gauge",
          heap_idle),
-        ("go_memstats_heap_inuse_bytes", "Number of heap bytes that are in use.", "gauge", heap_inuse),
+        ("go_memstats_heap_inuse_bytes", "Number of heap bytes that are in use.", "gauge",
+         heap_inuse),
         ("go_memstats_heap_objects", "Number of allocated objects.", "gauge", heap_alloc // 190),
         ("go_memstats_heap_released_bytes", "Number of heap bytes released to OS.", "gauge",
          released),
         ("go_memstats_heap_sys_bytes", "Number of heap bytes obtained from system.", "gauge",
          heap_sys),
-        ("go_memstats_last_gc_time_seconds", "Number of seconds since 1970 of last garbage collection.",
-         "gauge", m.node_now(now) - rng.uniform(0.5, 40.0)),
+        ("go_memstats_last_gc_time_seconds",
+         "Number of seconds since 1970 of last garbage collection.", "gauge",
+         m.node_now(now) - rng.uniform(0.5, 40.0)),
         ("go_memstats_lookups_total", "Total number of pointer lookups.", "counter", 0),
         ("go_memstats_mallocs_total", "Total number of mallocs.", "counter", mallocs),
         ("go_memstats_mcache_inuse_bytes", "Number of bytes in use by mcache structures.", "gauge",
@@ -1000,10 +1010,11 @@ def _fam_memstats(self: KubeletMetrics, m, now: float) -> str:
         ("go_memstats_mspan_sys_bytes",
          "Number of bytes used for mspan structures obtained from system.", "gauge",
          int(heap_inuse * 0.016)),
-        ("go_memstats_next_gc_bytes", "Number of heap bytes when next garbage collection will take place.",
-         "gauge", int(heap_alloc * 1.9)),
-        ("go_memstats_other_sys_bytes", "Number of bytes used for other system allocations.", "gauge",
-         1_204_981),
+        ("go_memstats_next_gc_bytes",
+         "Number of heap bytes when next garbage collection will take place.", "gauge",
+         int(heap_alloc * 1.9)),
+        ("go_memstats_other_sys_bytes", "Number of bytes used for other system allocations.",
+         "gauge", 1_204_981),
         ("go_memstats_stack_inuse_bytes", "Number of bytes in use by the stack allocator.", "gauge",
          stack),
         ("go_memstats_stack_sys_bytes", "Number of bytes obtained from system for stack allocator.",
@@ -1035,13 +1046,14 @@ def _fam_process(self: KubeletMetrics, m, now: float) -> str:
         f"process_open_fds {fds}\n",
         _head("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", False),
         f"process_resident_memory_bytes {gofloat(_rss(self, m, now))}\n",
-        _head("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-              "gauge", False),
+        _head("process_start_time_seconds",
+              "Start time of the process since unix epoch in seconds.", "gauge", False),
         f"process_start_time_seconds {gofloat(round(m.node_now(m.kubelet.since), 2))}\n",
         _head("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", False),
-        f"process_virtual_memory_bytes {gofloat(2_148_327_424 + _rss(self, m, now) // 2 // 4096 * 4096)}\n",
-        _head("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.",
-              "gauge", False),
+        f"process_virtual_memory_bytes "
+          f"{gofloat(2_148_327_424 + _rss(self, m, now) // 2 // 4096 * 4096)}\n",
+        _head("process_virtual_memory_max_bytes",
+              "Maximum amount of virtual memory available in bytes.", "gauge", False),
         "process_virtual_memory_max_bytes 1.8446744073709552e+19\n",
     ])
 
@@ -1058,7 +1070,8 @@ def _fam_rest(self: KubeletMetrics, m, now: float) -> str:
                      "Number of HTTP requests, partitioned by status code, method, and host.",
                      "counter"))
     for (code, verb) in sorted(self.rest_total):
-        out.append(f"rest_client_requests_total{{{_labels((('code', code), ('host', host), ('method', verb)))}}}"
+        labels = _labels((('code', code), ('host', host), ('method', verb)))
+        out.append(f"rest_client_requests_total{{{labels}}}"
                    f" {gofloat(self.rest_total[(code, verb)])}\n")
     return "".join(out)
 
@@ -1112,10 +1125,11 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
         n = rng.randint(40, 400)
         h.observe_many(n, Dist(0.004, 0.6), rng)
         put(f"apiserver_delegated_{kind}_request_duration_seconds",
-            f"Request latency in seconds. Broken down by status code.", "histogram",
-            h.lines(f"apiserver_delegated_{kind}_request_duration_seconds", 'code="201"', les(deleg)))
+            "Request latency in seconds. Broken down by status code.", "histogram",
+            h.lines(f"apiserver_delegated_{kind}_request_duration_seconds", 'code="201"',
+                    les(deleg)))
         put(f"apiserver_delegated_{kind}_request_total",
-            f"Number of HTTP requests partitioned by status code.", "counter",
+            "Number of HTTP requests partitioned by status code.", "counter",
             [f'apiserver_delegated_{kind}_request_total{{code="201"}} {n}'])
     put("apiserver_envelope_encryption_dek_cache_fill_percent",
         "Percent of the cache slots currently occupied by cached DEKs.", "gauge",
@@ -1171,7 +1185,8 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
                     f'go_gc_duration_seconds{{quantile="0.25"}} {gofloat(round(q[0], 9))}',
                     f'go_gc_duration_seconds{{quantile="0.5"}} {gofloat(round(q[1], 9))}',
                     f'go_gc_duration_seconds{{quantile="0.75"}} {gofloat(round(q[2], 9))}',
-                    f'go_gc_duration_seconds{{quantile="1"}} {gofloat(round(rng.uniform(0.002, 0.03), 9))}',
+                    f'go_gc_duration_seconds{{quantile="1"}} '
+                    f'{gofloat(round(rng.uniform(0.002, 0.03), 9))}',
                     f"go_gc_duration_seconds_sum {gofloat(round(rng.uniform(0.1, 2.0), 9))}",
                     f"go_gc_duration_seconds_count {rng.randint(300, 3000)}"], alpha=False)
     put("go_info", "Information about the Go environment.", "gauge",
@@ -1195,8 +1210,10 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
     for p in sorted(pods, key=lambda p: (p.name, p.namespace))[:60]:
         uid = sha1(f"{p.namespace}/{p.name}".encode()).hexdigest()
         uid = f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:32]}"
+        labels = _labels((("container", p.app), ("namespace", p.namespace), ("pod", p.name),
+                          ("uid", uid)))
         lines.append(f'kubelet_container_log_filesystem_used_bytes{{'
-                     f'{_labels((("container", p.app), ("namespace", p.namespace), ("pod", p.name), ("uid", uid)))}'
+                     f'{labels}'
                      f'}} {gofloat(rng.randint(3, 2000) * 4096)}')
     put("kubelet_container_log_filesystem_used_bytes",
         "Bytes used by the container's logs on the filesystem.", "gauge", lines)
@@ -1230,15 +1247,17 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
         "(0) otherwise.", "gauge", ["kubelet_node_config_error 0"])
     if minor >= 27:
         startup = rng.uniform(8.0, 40.0)
-        put("kubelet_node_startup_duration_seconds", "Duration in seconds of node startup in total.",
-            "gauge", [f"kubelet_node_startup_duration_seconds {gofloat(round(startup, 9))}"])
+        put("kubelet_node_startup_duration_seconds",
+            "Duration in seconds of node startup in total.", "gauge",
+            [f"kubelet_node_startup_duration_seconds {gofloat(round(startup, 9))}"])
         put("kubelet_node_startup_post_registration_duration_seconds",
             "Duration in seconds of node startup after registration.", "gauge",
             [f"kubelet_node_startup_post_registration_duration_seconds "
              f"{gofloat(round(startup * 0.4, 9))}"])
         put("kubelet_node_startup_pre_kubelet_duration_seconds",
             "Duration in seconds of node startup before kubelet starts.", "gauge",
-            [f"kubelet_node_startup_pre_kubelet_duration_seconds {gofloat(round(rng.uniform(10, 30), 9))}"])
+            [f"kubelet_node_startup_pre_kubelet_duration_seconds "
+             f"{gofloat(round(rng.uniform(10, 30), 9))}"])
         put("kubelet_node_startup_pre_registration_duration_seconds",
             "Duration in seconds of node startup before registration.", "gauge",
             [f"kubelet_node_startup_pre_registration_duration_seconds "
@@ -1251,7 +1270,8 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
         "The total number of orphaned Pods whose volumes were cleaned in the last periodic sweep.",
         "gauge", ["kubelet_orphan_pod_cleaned_volumes 0"])
     put("kubelet_orphan_pod_cleaned_volumes_errors",
-        "The number of orphaned Pods whose volumes failed to be cleaned in the last periodic sweep.",
+        "The number of orphaned Pods whose volumes failed to be cleaned in the last periodic "
+        "sweep.",
         "gauge", ["kubelet_orphan_pod_cleaned_volumes_errors 0"])
     hh = Hist(DEF_BUCKETS)
     hh.observe_many(self.started_pods, Dist(3.2, 0.7), rng)
@@ -1281,7 +1301,8 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
     hh = Hist(DEF_BUCKETS)
     hh.observe_many(self.started_pods, Dist(0.35, 0.6), rng)
     put("kubelet_run_podsandbox_duration_seconds",
-        "Duration in seconds of the run_podsandbox operations. Broken down by RuntimeClass.Handler.",
+        "Duration in seconds of the run_podsandbox operations. Broken down by "
+        "RuntimeClass.Handler.",
         "histogram", hh.lines("kubelet_run_podsandbox_duration_seconds", 'runtime_handler=""',
                               les(DEF_BUCKETS)))
     put("kubelet_server_expiration_renew_errors", "Counter of certificate renewal errors.",
@@ -1293,9 +1314,10 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
                       for n, s, v in FEATURE_GATES])
         put("registered_metrics_total",
             "The count of registered metrics broken by stability level and deprecation version.",
-            "counter", ['registered_metrics_total{deprecated_version="",stability_level="ALPHA"} 141',
-                        'registered_metrics_total{deprecated_version="",stability_level="BETA"} 4',
-                        'registered_metrics_total{deprecated_version="",stability_level="STABLE"} 11'],
+            "counter",
+            ['registered_metrics_total{deprecated_version="",stability_level="ALPHA"} 141',
+             'registered_metrics_total{deprecated_version="",stability_level="BETA"} 4',
+             'registered_metrics_total{deprecated_version="",stability_level="STABLE"} 11'],
             alpha=False)
     put("rest_client_exec_plugin_certificate_rotation_age",
         "Histogram of the number of seconds the last auth exec plugin client certificate lived "
@@ -1338,7 +1360,8 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
     for plugin, per in plugins:
         n = max(1, npods * per // 2 + (per and 1))
         for state in ("actual_state_of_world", "desired_state_of_world"):
-            lines.append(f'volume_manager_total_volumes{{plugin_name="{plugin}",state="{state}"}} {n}')
+            lines.append(f'volume_manager_total_volumes{{plugin_name="{plugin}",'
+                         f'state="{state}"}} {n}')
     put("volume_manager_total_volumes", "Number of volumes in Volume Manager", "gauge", lines)
     queues = ("DynamicCABundle-client-ca-bundle", "DynamicServingCertificateController")
     adds = {q: rng.randint(2, 60) for q in queues}
@@ -1355,7 +1378,8 @@ def _render_static(self: KubeletMetrics, m) -> dict[str, str]:
         hh.observe_many(adds[q], Dist(1.2e-5, 0.8), rng)
         lines += hh.lines("workqueue_queue_duration_seconds", f'name="{q}"', les(WORKQUEUE_BUCKETS))
     put("workqueue_queue_duration_seconds",
-        "How long in seconds an item stays in workqueue before being requested.", "histogram", lines)
+        "How long in seconds an item stays in workqueue before being requested.", "histogram",
+        lines)
     put("workqueue_retries_total", "Total number of retries handled by workqueue", "counter",
         [f'workqueue_retries_total{{name="{q}"}} 0' for q in queues])
     put("workqueue_unfinished_work_seconds",
@@ -1402,14 +1426,16 @@ _STATIC_NAMES = (
     "apiserver_storage_envelope_transformation_cache_misses_total",
     "apiserver_webhooks_x509_insecure_sha1_total", "apiserver_webhooks_x509_missing_san_total",
     "authentication_token_cache_active_fetch_count", "authentication_token_cache_fetch_total",
-    "authentication_token_cache_request_duration_seconds", "authentication_token_cache_request_total",
+    "authentication_token_cache_request_duration_seconds",
+    "authentication_token_cache_request_total",
     "cardinality_enforcement_unexpected_categorizations_total",
     "get_token_count", "get_token_fail_count", "go_gc_duration_seconds", "go_info",
     "kubelet_certificate_manager_server_rotation_seconds",
     "kubelet_cgroup_manager_duration_seconds", "kubelet_container_log_filesystem_used_bytes",
     "kubelet_containers_per_pod_count", "kubelet_cpu_manager_pinning_errors_total",
     "kubelet_cpu_manager_pinning_requests_total", "kubelet_graceful_shutdown_end_time_seconds",
-    "kubelet_graceful_shutdown_start_time_seconds", "kubelet_lifecycle_handler_http_fallbacks_total",
+    "kubelet_graceful_shutdown_start_time_seconds",
+    "kubelet_lifecycle_handler_http_fallbacks_total",
     "kubelet_managed_ephemeral_containers", "kubelet_mirror_pods", "kubelet_node_config_error",
     "kubelet_node_startup_duration_seconds",
     "kubelet_node_startup_post_registration_duration_seconds",
@@ -1432,7 +1458,8 @@ _STATIC_NAMES = (
 # Sort keys place each dynamic block where its first family falls alphabetically.
 _SORT_KEY = {
     "go_memstats": "go_memstats_alloc_bytes",
-    "kubelet_certificate_manager_client": "kubelet_certificate_manager_client_expiration_renew_errors",
+    "kubelet_certificate_manager_client":
+        "kubelet_certificate_manager_client_expiration_renew_errors",
     "kubelet_http": "kubelet_http_inflight_requests",
     "kubelet_pleg": "kubelet_pleg_discard_events",
     "kubelet_running": "kubelet_running_containers",
@@ -1668,7 +1695,8 @@ _GRPC_WAIT = [
     ("google.golang.org/grpc.(*csAttempt).recvMsg", V + "google.golang.org/grpc/stream.go", 1046),
     ("google.golang.org/grpc.(*clientStream).RecvMsg.func1", V + "google.golang.org/grpc/stream.go",
      900),
-    ("google.golang.org/grpc.(*clientStream).withRetry", V + "google.golang.org/grpc/stream.go", 751),
+    ("google.golang.org/grpc.(*clientStream).withRetry",
+     V + "google.golang.org/grpc/stream.go", 751),
     ("google.golang.org/grpc.(*clientStream).RecvMsg", V + "google.golang.org/grpc/stream.go", 899),
     ("google.golang.org/grpc.invoke", V + "google.golang.org/grpc/call.go", 73),
     ("k8s.io/kubernetes/vendor/go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/"
@@ -1695,11 +1723,12 @@ def _cri(method: str, line: int, remote_fn: str, remote_line: int, instr_line: i
 _WAIT_UNTIL = [
     ("k8s.io/apimachinery/pkg/util/wait.BackoffUntil.func1",
      V + "k8s.io/apimachinery/pkg/util/wait/backoff.go", 226),
-    ("k8s.io/apimachinery/pkg/util/wait.BackoffUntil", V + "k8s.io/apimachinery/pkg/util/wait/backoff.go",
-     227),
-    ("k8s.io/apimachinery/pkg/util/wait.JitterUntil", V + "k8s.io/apimachinery/pkg/util/wait/backoff.go",
-     204),
-    ("k8s.io/apimachinery/pkg/util/wait.Until", V + "k8s.io/apimachinery/pkg/util/wait/backoff.go", 161),
+    ("k8s.io/apimachinery/pkg/util/wait.BackoffUntil",
+     V + "k8s.io/apimachinery/pkg/util/wait/backoff.go", 227),
+    ("k8s.io/apimachinery/pkg/util/wait.JitterUntil",
+     V + "k8s.io/apimachinery/pkg/util/wait/backoff.go", 204),
+    ("k8s.io/apimachinery/pkg/util/wait.Until",
+     V + "k8s.io/apimachinery/pkg/util/wait/backoff.go", 161),
 ]
 
 _RELIST_HUNG = (
@@ -1738,16 +1767,18 @@ _HUNG_GROUPS = [
         ("k8s.io/kubernetes/pkg/kubelet/prober.execInContainer.CombinedOutput",
          K + "pkg/kubelet/prober/prober.go", 243),
         ("k8s.io/kubernetes/pkg/probe/exec.(*execProber).Probe", K + "pkg/probe/exec/exec.go", 72),
-        ("k8s.io/kubernetes/pkg/kubelet/prober.(*prober).runProbe", K + "pkg/kubelet/prober/prober.go",
-         167),
+        ("k8s.io/kubernetes/pkg/kubelet/prober.(*prober).runProbe",
+         K + "pkg/kubelet/prober/prober.go", 167),
         ("k8s.io/kubernetes/pkg/kubelet/prober.(*prober).runProbeWithRetries",
          K + "pkg/kubelet/prober/prober.go", 143),
         ("k8s.io/kubernetes/pkg/kubelet/prober.(*prober).probe", K + "pkg/kubelet/prober/prober.go",
          108),
-        ("k8s.io/kubernetes/pkg/kubelet/prober.(*worker).doProbe", K + "pkg/kubelet/prober/worker.go",
-         269),
-        ("k8s.io/kubernetes/pkg/kubelet/prober.(*worker).run", K + "pkg/kubelet/prober/worker.go", 176),
-    ], ("k8s.io/kubernetes/pkg/kubelet/prober.(*manager).AddPod", K + "pkg/kubelet/prober/prober_manager.go", 195)),
+        ("k8s.io/kubernetes/pkg/kubelet/prober.(*worker).doProbe",
+         K + "pkg/kubelet/prober/worker.go", 269),
+        ("k8s.io/kubernetes/pkg/kubelet/prober.(*worker).run",
+         K + "pkg/kubelet/prober/worker.go", 176),
+    ], ("k8s.io/kubernetes/pkg/kubelet/prober.(*manager).AddPod",
+        K + "pkg/kubelet/prober/prober_manager.go", 195)),
     (0.28, "select", _GRPC_WAIT + _cri("ListContainers", 10134, "listContainersV1", 611, 98) + [
         ("k8s.io/kubernetes/pkg/kubelet/kuberuntime.(*kubeGenericRuntimeManager).getKubeletContainers",
          K + "pkg/kubelet/kuberuntime/kuberuntime_container.go", 531),
@@ -1763,12 +1794,13 @@ _HUNG_GROUPS = [
          V + "github.com/emicklei/go-restful/v3/container.go", 299),
         ("github.com/emicklei/go-restful/v3.(*Container).Dispatch",
          V + "github.com/emicklei/go-restful/v3/container.go", 204),
-        ("k8s.io/kubernetes/pkg/kubelet/server.(*Server).ServeHTTP", K + "pkg/kubelet/server/server.go",
-         1078),
+        ("k8s.io/kubernetes/pkg/kubelet/server.(*Server).ServeHTTP",
+         K + "pkg/kubelet/server/server.go", 1078),
         ("net/http.serverHandler.ServeHTTP", "net/http/server.go", 2938),
         ("net/http.(*conn).serve", "net/http/server.go", 2009),
     ], ("net/http.(*Server).Serve", "net/http/server.go", 3086)),
-    (0.16, "select", _GRPC_WAIT + _cri("PodSandboxStatus", 10062, "podSandboxStatusV1", 424, 232) + [
+    (0.16, "select",
+     _GRPC_WAIT + _cri("PodSandboxStatus", 10062, "podSandboxStatusV1", 424, 232) + [
         ("k8s.io/kubernetes/pkg/kubelet/kuberuntime.(*kubeGenericRuntimeManager).GetPodStatus",
          K + "pkg/kubelet/kuberuntime/kuberuntime_manager.go", 1347),
         ("k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).updateCache",
@@ -1783,7 +1815,8 @@ _HUNG_GROUPS = [
          K + "pkg/kubelet/pod_workers.go", 1278),
         ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod.func1",
          K + "pkg/kubelet/pod_workers.go", 942),
-    ], ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod", K + "pkg/kubelet/pod_workers.go", 937)),
+    ], ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod",
+        K + "pkg/kubelet/pod_workers.go", 937)),
     (0.12, "chan receive", [
         ("k8s.io/kubernetes/pkg/kubelet/container.(*cache).GetNewerThan",
          K + "pkg/kubelet/container/cache.go", 86),
@@ -1791,12 +1824,15 @@ _HUNG_GROUPS = [
          K + "pkg/kubelet/pod_workers.go", 1205),
         ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod.func1",
          K + "pkg/kubelet/pod_workers.go", 942),
-    ], ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod", K + "pkg/kubelet/pod_workers.go", 937)),
+    ], ("k8s.io/kubernetes/pkg/kubelet.(*podWorkers).UpdatePod",
+        K + "pkg/kubelet/pod_workers.go", 937)),
     (0.06, "select", _GRPC_WAIT + _cri("Status", 10380, "Status", 560, 276) + [
         ("k8s.io/kubernetes/pkg/kubelet/kuberuntime.(*kubeGenericRuntimeManager).Status",
          K + "pkg/kubelet/kuberuntime/kuberuntime_manager.go", 1437),
-        ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).updateRuntimeUp", K + "pkg/kubelet/kubelet.go", 2855),
-    ] + _WAIT_UNTIL, ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).Run", K + "pkg/kubelet/kubelet.go", 1604)),
+        ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).updateRuntimeUp",
+         K + "pkg/kubelet/kubelet.go", 2855),
+    ] + _WAIT_UNTIL, ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).Run",
+                      K + "pkg/kubelet/kubelet.go", 1604)),
     (0.04, "select", _GRPC_WAIT + [
         ("k8s.io/cri-api/pkg/apis/runtime/v1.(*imageServiceClient).ListImages",
          V + "k8s.io/cri-api/pkg/apis/runtime/v1/api.pb.go", 10533),
@@ -1839,13 +1875,17 @@ _BACKGROUND = [
     (0.3, "select", [
         ("k8s.io/apimachinery/pkg/watch.(*StreamWatcher).receive",
          V + "k8s.io/apimachinery/pkg/watch/streamwatcher.go", 119),
-    ], ("k8s.io/apimachinery/pkg/watch.NewStreamWatcher", V + "k8s.io/apimachinery/pkg/watch/streamwatcher.go", 77)),
+    ], ("k8s.io/apimachinery/pkg/watch.NewStreamWatcher",
+        V + "k8s.io/apimachinery/pkg/watch/streamwatcher.go", 77)),
     (0.18, "select", [
-        ("k8s.io/client-go/tools/cache.(*Reflector).watch", V + "k8s.io/client-go/tools/cache/reflector.go", 455),
+        ("k8s.io/client-go/tools/cache.(*Reflector).watch",
+         V + "k8s.io/client-go/tools/cache/reflector.go", 455),
         ("k8s.io/client-go/tools/cache.(*Reflector).ListAndWatch",
          V + "k8s.io/client-go/tools/cache/reflector.go", 366),
-        ("k8s.io/client-go/tools/cache.(*Reflector).Run.func1", V + "k8s.io/client-go/tools/cache/reflector.go", 304),
-    ] + _WAIT_UNTIL[:2], ("k8s.io/client-go/tools/cache.(*Reflector).Run", V + "k8s.io/client-go/tools/cache/reflector.go", 303)),
+        ("k8s.io/client-go/tools/cache.(*Reflector).Run.func1",
+         V + "k8s.io/client-go/tools/cache/reflector.go", 304),
+    ] + _WAIT_UNTIL[:2], ("k8s.io/client-go/tools/cache.(*Reflector).Run",
+                          V + "k8s.io/client-go/tools/cache/reflector.go", 303)),
     (0.15, "select", [
         ("google.golang.org/grpc/internal/transport.(*controlBuffer).get",
          V + "google.golang.org/grpc/internal/transport/controlbuf.go", 418),
@@ -1858,13 +1898,15 @@ _BACKGROUND = [
     (0.15, "sync.Cond.Wait", [
         ("sync.runtime_notifyListWait", "runtime/sema.go", 527),
         ("sync.(*Cond).Wait", "sync/cond.go", 70),
-        ("k8s.io/client-go/util/workqueue.(*Type).Get", V + "k8s.io/client-go/util/workqueue/queue.go", 200),
+        ("k8s.io/client-go/util/workqueue.(*Type).Get",
+         V + "k8s.io/client-go/util/workqueue/queue.go", 200),
     ], ("k8s.io/apiserver/pkg/server/dynamiccertificates.(*DynamicFileCAContent).Run",
         V + "k8s.io/apiserver/pkg/server/dynamiccertificates/dynamic_cafile_content.go", 190)),
 ]
 
 _SYNC_LOOP = ("select", [
-    ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).syncLoopIteration", K + "pkg/kubelet/kubelet.go", 2393),
+    ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).syncLoopIteration",
+     K + "pkg/kubelet/kubelet.go", 2393),
     ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).syncLoop", K + "pkg/kubelet/kubelet.go", 2356),
     ("k8s.io/kubernetes/pkg/kubelet.(*Kubelet).Run", K + "pkg/kubelet/kubelet.go", 1648),
     ("k8s.io/kubernetes/cmd/kubelet/app.startKubelet.func1", K + "cmd/kubelet/app/server.go", 1241),
@@ -1913,7 +1955,7 @@ def render_goroutines(machine, now: float, debug: int = 1) -> bytes:
 
 def _debug1(groups, total: int) -> bytes:
     out = [f"goroutine profile: total {total}\n"]
-    for count, _state, frames, creator, _minutes in sorted(groups, key=lambda g: -g[0]):
+    for count, _state, frames, _creator, _minutes in sorted(groups, key=lambda g: -g[0]):
         pcs = [_pc("runtime.gopark"), _pc("runtime.selectgo")] + [_pc(f[0]) for f in frames] + \
               [_pc("runtime.goexit")]
         out.append(f"{count} @ " + " ".join(f"{pc:#x}" for pc in pcs) + "\n")

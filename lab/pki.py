@@ -1,4 +1,5 @@
-"""The lab's certificate authority and the certificates it issues (EC P-256: fast to make in bulk)."""
+"""The lab's certificate authority and the certificates it issues (EC P-256: fast to make in
+bulk)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
 
 
 def _when(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

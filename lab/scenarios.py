@@ -7,11 +7,11 @@ machine's facts. `action` names the fix that heals it (the id `nodewb act` takes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lab import effects
-from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine import Fault, GiB, LabPod, Machine, MiB
 from lab.machine_files import SWAP_FSTAB_LINE
 
 NEW_IMAGE_KERNEL = "6.8.0-1019-aws"

@@ -133,7 +133,7 @@ class Lab:
         return self.cluster is not None and token in self.cluster.tokens
 
     def _client_key(self):
-        import asyncssh
+        from lab.quiet_asyncssh import asyncssh
 
         path = self.dir / "id_ed25519"
         if path.exists():

@@ -13,8 +13,9 @@ import asyncio
 import fnmatch
 import inspect
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from lab.machine import Machine
 
@@ -48,7 +49,7 @@ class UsageError(Exception):
         self.code = code
 
 
-# -- streams ----------------------------------------------------------------------------------------
+# -- streams ---------------------------------------------------------------------------------------
 class Reader:
     """A command's standard input."""
 
@@ -230,7 +231,7 @@ class Ctx:
     async def error(self, text: str) -> None:
         await self.err.write(text)
 
-    def with_(self, **changes) -> "Ctx":
+    def with_(self, **changes) -> Ctx:
         values = dict(session=self.session, stdin=self.stdin, out=self.out, err=self.err,
                       uid=self.uid)
         values.update(changes)
@@ -253,7 +254,7 @@ class Ctx:
         return "/" + "/".join(parts)
 
 
-# -- lexer -------------------------------------------------------------------------------------------
+# -- lexer -----------------------------------------------------------------------------------------
 @dataclass
 class Part:
     kind: str  # lit | sub | var
@@ -473,7 +474,7 @@ def tokenize(text: str) -> list[tuple[str, Any]]:
     return tokens
 
 
-# -- parser ------------------------------------------------------------------------------------------
+# -- parser ----------------------------------------------------------------------------------------
 @dataclass
 class Simple:
     words: list[Word]
@@ -602,7 +603,7 @@ def _strip_prefix(word: Word, count: int) -> Word:
     return Word(parts)
 
 
-# -- execution ---------------------------------------------------------------------------------------
+# -- execution -------------------------------------------------------------------------------------
 async def run_script(ctx: Ctx, text: str) -> int:
     try:
         items = parse(text)
@@ -1119,7 +1120,7 @@ async def _time_cmd(ctx: Ctx, argv: list[str]) -> int:
     return status
 
 
-# -- entry points ------------------------------------------------------------------------------------
+# -- entry points ----------------------------------------------------------------------------------
 async def run(machine: Machine, command_line: str, stdout_write: Writer, stderr_write: Writer, *,
               stdin: Any = None, user: str = "root", now_fn: Callable[[], float] = time.time,
               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

@@ -11,11 +11,11 @@ import base64
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lab import effects
-from lab.machine import GiB, MiB, Machine
+from lab.machine import GiB, Machine, MiB
 
 ROOT_ONLY_WRITE = ("/etc/", "/var/", "/opt/", "/usr/", "/root/", "/boot/", "/lib/", "/run/",
                    "/swap.img")
@@ -69,8 +69,9 @@ def os_release(m: Machine) -> str:
         version = ver.group(1) if ver else "22.04"
         vid = ".".join(version.split(".")[:2])
         code = {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}.get(vid, "jammy")
+        animal = "Jellyfish" if code == "jammy" else "Numbat" if code == "noble" else "Fossa"
         return (f'PRETTY_NAME="{image}"\nNAME="Ubuntu"\nVERSION_ID="{vid}"\n'
-                f'VERSION="{version} LTS ({code.title()} {"Jellyfish" if code == "jammy" else "Numbat" if code == "noble" else "Fossa"})"\n'
+                f'VERSION="{version} LTS ({code.title()} {animal})"\n'
                 f'VERSION_CODENAME={code}\nID=ubuntu\nID_LIKE=debian\n'
                 f'HOME_URL="https://www.ubuntu.com/"\nSUPPORT_URL="https://help.ubuntu.com/"\n'
                 f'BUG_REPORT_URL="https://bugs.launchpad.net/ubuntu/"\nUBUNTU_CODENAME={code}\n')
@@ -132,8 +133,9 @@ def meminfo(m: Machine) -> str:
     k = _mem_kb(m)
     rows = [("MemTotal", k["total"]), ("MemFree", k["free"]), ("MemAvailable", k["avail"]),
             ("Buffers", k["buffers"]), ("Cached", k["cache"] - k["buffers"]), ("SwapCached", 0),
-            ("Active", k["used"] // 2), ("Inactive", k["cache"] // 2), ("SwapTotal", k["swap_total"]),
-            ("SwapFree", k["swap_free"]), ("Dirty", 132), ("Writeback", 0),
+            ("Active", k["used"] // 2), ("Inactive", k["cache"] // 2),
+            ("SwapTotal", k["swap_total"]), ("SwapFree", k["swap_free"]),
+            ("Dirty", 132), ("Writeback", 0),
             ("AnonPages", k["used"] - 200000 if k["used"] > 400000 else k["used"] // 2),
             ("Mapped", 180224), ("Shmem", k["shared"]), ("Slab", 210432),
             ("SReclaimable", 120000), ("SUnreclaim", 90432), ("KernelStack", 12000),
@@ -173,7 +175,8 @@ def proc_swaps(m: Machine) -> str:
     if not m.swap_on:
         return head
     k = _mem_kb(m)
-    return head + f"/swap.img                               file\t\t4194300\t\t{k['swap_used']}\t\t-2\n"
+    return head + ("/swap.img                               file\t\t4194300\t\t"
+                   f"{k['swap_used']}\t\t-2\n")
 
 
 def _files(m: Machine, now: float) -> dict[str, Entry]:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from lab import effects, shell_fs
-from lab.machine import GiB, MiB, LabPod, Machine
+from lab.machine import GiB, LabPod, Machine, MiB
 from lab.shell import Ctx, UsageError, command
 from lab.shell_systemd import kernel_entries, kubelet_cmdline
 from lab.timefmt import klog_stamp
@@ -103,7 +103,7 @@ def _columns(rows: list[list[str]], right: set[int] = frozenset(), sep: str = " 
     return "\n".join(out) + "\n"
 
 
-# -- crictl -------------------------------------------------------------------------------------------
+# -- crictl ----------------------------------------------------------------------------------------
 def _dial_error(m: Machine) -> str:
     return (f'rpc error: code = Unavailable desc = connection error: desc = "transport: Error '
             f'while dialing: dial unix {SOCKET}: connect: no such file or directory"')
@@ -330,7 +330,9 @@ async def crictl(ctx: Ctx, argv: list[str]) -> int:
             await ctx.write("CONTAINER           NAME                CPU %               MEM"
                             "                 DISK                INODES\n")
             return 0
-        await ctx.error(f'FATA[0000] {"rpc error: code = NotFound desc = an error occurred when try to find container" if targets else "ID cannot be empty"} \n')
+        why = ("rpc error: code = NotFound desc = an error occurred when try to find container"
+               if targets else "ID cannot be empty")
+        await ctx.error(f'FATA[0000] {why} \n')
         return 1
     await ctx.error(f"No help topic for '{sub}'\n")
     return 3
@@ -394,7 +396,7 @@ def _image_size(image: str) -> str:
     return f"{size}MB" if size >= 10 else f"{size}.{_n(image + 'x', 0, 9)}MB"
 
 
-# -- processes ----------------------------------------------------------------------------------------
+# -- processes -------------------------------------------------------------------------------------
 @dataclass
 class Proc:
     pid: int
@@ -901,15 +903,17 @@ async def vmstat(ctx: Ctx, argv: list[str]) -> int:
     la = shell_fs.loadavg(m, ctx.now())
     wa = min(95, int(m.io_await_ms / 2)) if m.io_await_ms > 50 else 0
     blocked = int(la[0]) if "runtime_hung" in m.faults or wa else 0
-    await ctx.write("procs -----------memory---------- ---swap-- -----io---- -system-- ------cpu-----\n"
-                    " r  b   swpd   free   buff  cache   si   so    bi    bo   in   cs us sy id wa st\n"
+    await ctx.write("procs -----------memory---------- ---swap-- -----io---- -system-- "
+                    "------cpu-----\n"
+                    " r  b   swpd   free   buff  cache   si   so    bi    bo   in   cs us sy id "
+                    "wa st\n"
                     f"{1:>2} {blocked:>2} {k['swap_used']:>6} {k['free']:>6} {k['buffers']:>6} "
                     f"{k['cache']:>6}    0    0 {12 + wa * 40:>5} {48 + wa * 90:>5} "
                     f"{900:>4} {1800:>4}  3  1 {max(0, 95 - wa):>2} {wa:>2}  0\n")
     return 0
 
 
-# -- disks --------------------------------------------------------------------------------------------
+# -- disks -----------------------------------------------------------------------------------------
 def _human_df(n: float) -> str:
     """coreutils' human_readable with -h: ceiling, one decimal under 10."""
     if n < 1024:
@@ -1078,7 +1082,7 @@ def _du_size(m: Machine, path: str) -> int:
     return 4096
 
 
-# -- swap ---------------------------------------------------------------------------------------------
+# -- swap ------------------------------------------------------------------------------------------
 @command("swapon")
 async def swapon(ctx: Ctx, argv: list[str]) -> int:
     m = ctx.machine
@@ -1114,7 +1118,7 @@ async def swapoff(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-# -- kernel -------------------------------------------------------------------------------------------
+# -- kernel ----------------------------------------------------------------------------------------
 MODULE_INFO = {"vxlan": (98304, ["ip6_udp_tunnel", "udp_tunnel"]),
                "overlay": (151552, []), "br_netfilter": (32768, ["bridge"]),
                "bridge": (311296, ["stp", "llc"]), "stp": (16384, ["llc"]), "llc": (16384, []),
@@ -1310,7 +1314,7 @@ async def date(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-# -- files --------------------------------------------------------------------------------------------
+# -- files -----------------------------------------------------------------------------------------
 def _ls_time(ts: float, now: float) -> str:
     if abs(now - ts) < 180 * 86400:
         return time.strftime("%b %e %H:%M", time.localtime(ts))
@@ -1380,7 +1384,7 @@ async def ls(ctx: Ctx, argv: list[str]) -> int:
         return out
 
     out = fmt_entries([(p, e) for p, e in files_first], False)
-    for i, (label, path) in enumerate(dirs):
+    for _i, (label, path) in enumerate(dirs):
         listing = shell_fs.entries_in(m, path, now)
         if listing is None:
             continue
@@ -1523,7 +1527,7 @@ async def find(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-# -- certificates -------------------------------------------------------------------------------------
+# -- certificates ----------------------------------------------------------------------------------
 def _openssl_date(dt) -> str:
     return dt.strftime("%b %e %H:%M:%S %Y GMT").replace("  ", "  ")
 
@@ -1585,7 +1589,8 @@ async def openssl(ctx: Ctx, argv: list[str]) -> int:
                             f"loader_int:unregistered scheme:../crypto/store/store_register.c:237"
                             f":scheme=file\n40F7A1B2C37F0000:error:80000002:system library:"
                             f"file_open:{problem}:../providers/implementations/storemgmt/"
-                            f"file_store.c:267:calling stat({infile})\nUnable to load certificate\n")
+                            f"file_store.c:267:calling stat({infile})\n"
+                            f"Unable to load certificate\n")
             return 1
         data = shell_fs.read_file(m, path, ctx.now()) or ""
         label = infile
@@ -1679,7 +1684,11 @@ def _cert_text(cert) -> str:
                 "".join(f", IP Address:{v}" for v in value.get_values_for_type(x509.IPAddress))
         else:
             text = str(value)[:80]
-        lines.append(f"            X509v3 {name.replace('extendedKeyUsage', 'Extended Key Usage').replace('keyUsage', 'Key Usage').replace('basicConstraints', 'Basic Constraints').replace('subjectAltName', 'Subject Alternative Name')}:{crit}")
+        label = (name.replace('extendedKeyUsage', 'Extended Key Usage')
+                 .replace('keyUsage', 'Key Usage')
+                 .replace('basicConstraints', 'Basic Constraints')
+                 .replace('subjectAltName', 'Subject Alternative Name'))
+        lines.append(f"            X509v3 {label}:{crit}")
         lines.append(f"                {text.strip(', ')}")
     lines.append(f"    Signature Algorithm: {cert.signature_algorithm_oid._name}")
     sig = cert.signature.hex()
@@ -1738,7 +1747,7 @@ async def kubeadm(ctx: Ctx, argv: list[str]) -> int:
     return 1
 
 
-# -- network ------------------------------------------------------------------------------------------
+# -- network ---------------------------------------------------------------------------------------
 def _listeners(m: Machine) -> list[tuple[str, int, str, int]]:
     out = [("0.0.0.0", 22, "sshd", 612), ("[::]", 22, "sshd", 612),
            ("127.0.0.54", 53, "systemd-resolve", 402)]
@@ -1991,7 +2000,7 @@ async def curl(ctx: Ctx, argv: list[str]) -> int:
         return 2
     match = re.match(r"^(?:(https?)://)?([^/:]+|\[[^\]]+\])(?::(\d+))?(/.*)?$", url)
     if not match:
-        await ctx.error(f"curl: (3) URL rejected: Malformed input to a URL function\n")
+        await ctx.error("curl: (3) URL rejected: Malformed input to a URL function\n")
         return 3
     scheme = match.group(1) or "http"
     host = match.group(2)
@@ -2020,7 +2029,7 @@ async def curl(ctx: Ctx, argv: list[str]) -> int:
                 target = ctx.abspath(outfile)
                 problem = shell_fs.write_problem(m, target, ctx.uid, ctx.now())
                 if problem:
-                    await ctx.error(f"curl: (23) Failure writing output to destination\n")
+                    await ctx.error("curl: (23) Failure writing output to destination\n")
                     return 23
                 shell_fs.write(m, target, body, ctx.now())
         else:
@@ -2128,7 +2137,8 @@ async def timedatectl(ctx: Ctx, argv: list[str]) -> int:
         await ctx.write(f"Timezone=Etc/UTC\nLocalRTC=no\nCanNTP=yes\n"
                         f"NTP={'yes' if m.chronyd.running else 'no'}\n"
                         f"NTPSynchronized={'yes' if m.ntp_synced else 'no'}\n"
-                        f"TimeUSec={time.strftime('%a %Y-%m-%d %H:%M:%S %Z', time.localtime(node_now))}\n")
+                        f"TimeUSec="
+                        f"{time.strftime('%a %Y-%m-%d %H:%M:%S %Z', time.localtime(node_now))}\n")
         return 0
     local = time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(node_now))
     utc = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(node_now))
@@ -2168,13 +2178,15 @@ async def chronyc(ctx: Ctx, argv: list[str]) -> int:
     offset = m.clock_offset
     if verb == "tracking":
         if unreachable or not m.ntp_synced:
-            ref = "Reference ID    : 00000000 ()\nStratum         : 0\nRef time (UTC)  : Thu Jan 01 00:00:00 1970\n"
+            ref = ("Reference ID    : 00000000 ()\nStratum         : 0\n"
+                   "Ref time (UTC)  : Thu Jan 01 00:00:00 1970\n")
             leap = "Not synchronised"
         else:
             ref_id = "".join(f"{int(x):02X}" for x in source.split(".")) if re.fullmatch(
                 r"[\d.]+", source) else "A9FEA97B"
             ref = (f"Reference ID    : {ref_id} ({source})\nStratum         : 4\n"
-                   f"Ref time (UTC)  : {time.strftime('%a %b %d %H:%M:%S %Y', time.gmtime(m.node_now(now) - 37))}\n")
+                   f"Ref time (UTC)  : "
+                   f"{time.strftime('%a %b %d %H:%M:%S %Y', time.gmtime(m.node_now(now) - 37))}\n")
             leap = "Normal"
         direction = "fast" if offset >= 0 else "slow"
         system = abs(offset) if offset else 0.000012345
@@ -2197,8 +2209,8 @@ async def chronyc(ctx: Ctx, argv: list[str]) -> int:
         else:
             mark = "*" if m.ntp_synced else "?"
             sample = int(-offset * 1e6) if offset else -12
-            line = (f"^{mark} {source:<27}   3   4   377     5   {sample:+6d}us[{sample - 3:+6d}us] "
-                    f"+/-  345us\n")
+            line = (f"^{mark} {source:<27}   3   4   377     5   {sample:+6d}us"
+                    f"[{sample - 3:+6d}us] +/-  345us\n")
         await ctx.write(head + line)
         return 0
     if verb in ("makestep", "burst", "online", "offline"):
@@ -2209,11 +2221,11 @@ async def chronyc(ctx: Ctx, argv: list[str]) -> int:
             effects.step_clock(m, now)
         await ctx.write("200 OK\n")
         return 0
-    await ctx.error(f"Unrecognized command\n")
+    await ctx.error("Unrecognized command\n")
     return 1
 
 
-# -- power --------------------------------------------------------------------------------------------
+# -- power -----------------------------------------------------------------------------------------
 @command("reboot", "shutdown", "poweroff", "halt")
 async def reboot(ctx: Ctx, argv: list[str]) -> int:
     if not ctx.root:

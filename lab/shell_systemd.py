@@ -22,7 +22,7 @@ UNIT_FILES = {
 JOURNAL_UNITS = ("kubelet", "containerd", "chronyd")
 
 
-# -- formatting helpers ------------------------------------------------------------------------------
+# -- formatting helpers ----------------------------------------------------------------------------
 def systemd_timestamp(ts: float) -> str:
     return time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
 
@@ -317,7 +317,7 @@ async def systemctl_status(ctx: Ctx, names: list[str], lines: int = 10) -> int:
             out.append(f"     CGroup: {cgroup}")
             procs = [(unit.pid, cmd)]
             if unit.name == "containerd":
-                from lab.shell_node import pod_shim_pid, pod_sandbox_id
+                from lab.shell_node import pod_sandbox_id, pod_shim_pid
 
                 for pod in _containers_running(m):
                     procs.append((pod_shim_pid(m, pod), "/usr/bin/containerd-shim-runc-v2 "
@@ -327,9 +327,9 @@ async def systemctl_status(ctx: Ctx, names: list[str], lines: int = 10) -> int:
                 branch = "└─" if i == len(procs) - 1 else "├─"
                 out.append(f"             {branch}{pid} {line}")
         elif unit.pid:
-            out.append(f"    Process: {unit.pid} ExecStart={cmd.split()[0]} $KUBELET_KUBECONFIG_ARGS "
-                       f"$KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS "
-                       f"({_exit_desc(unit)})" if unit.name == "kubelet" else
+            out.append(f"    Process: {unit.pid} ExecStart={cmd.split()[0]} "
+                       f"$KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS "
+                       f"$KUBELET_EXTRA_ARGS ({_exit_desc(unit)})" if unit.name == "kubelet" else
                        f"    Process: {unit.pid} ExecStart={cmd} ({_exit_desc(unit)})")
             out.append(f"   Main PID: {unit.pid} ({_exit_desc(unit)})")
             out.append("        CPU: " + format_timespan(0.4 + (unit.pid % 97) / 100))
@@ -475,7 +475,7 @@ async def systemctl(ctx: Ctx, argv: list[str]) -> int:
                 "reload", "enable", "disable", "daemon-reload", "reset-failed", "mask",
                 "unmask"):
         if verb != "daemon-reload" and not names and verb != "reset-failed":
-            raise UsageError(f"Too few arguments.", 1)
+            raise UsageError("Too few arguments.", 1)
         if not ctx.root:
             if verb == "daemon-reload":
                 await ctx.error("Failed to reload daemon: Interactive authentication required.\n")
@@ -528,9 +528,11 @@ async def systemctl(ctx: Ctx, argv: list[str]) -> int:
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
         out = []
         if "nolegend" not in flags:
-            out.append(" ".join(h.ljust(w) for h, w in zip(head[:4], widths)) + " " + head[4])
+            out.append(" ".join(h.ljust(w) for h, w in zip(head[:4], widths, strict=False))
+                       + " " + head[4])
         for r in rows:
-            out.append(" ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + " " + r[4])
+            out.append(" ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=False))
+                       + " " + r[4])
         if "nolegend" not in flags:
             if rows:
                 out.append("")
@@ -552,7 +554,7 @@ def _failed(m: Machine) -> list[Unit]:
     return [u for u in (m.kubelet, m.containerd, m.chronyd) if u.active == "failed"]
 
 
-# -- journalctl ---------------------------------------------------------------------------------------
+# -- journalctl ------------------------------------------------------------------------------------
 _UNITS_RE = re.compile(r"^(\d+)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hour|"
                        r"hours|d|day|days|w|week|weeks)?$")
 
@@ -723,9 +725,9 @@ async def journalctl(ctx: Ctx, argv: list[str]) -> int:
             if size is None:
                 raise UsageError(f"Failed to parse size value: {vacuum}", 1)
             if not ctx.root:
-                await ctx.error(f"Vacuuming done, freed 0B of archived journals from "
-                                f"/var/log/journal.\nVacuuming done, freed 0B of archived "
-                                f"journals from /run/log/journal.\n")
+                await ctx.error("Vacuuming done, freed 0B of archived journals from "
+                                "/var/log/journal.\nVacuuming done, freed 0B of archived "
+                                "journals from /run/log/journal.\n")
                 return 0
             before = m.journal_bytes
             freed = effects.vacuum_journal(m, size, now)

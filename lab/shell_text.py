@@ -10,7 +10,7 @@ from lab import shell_fs
 from lab.shell import Ctx, TextReader, UsageError, command, dispatch
 
 
-# -- inputs -----------------------------------------------------------------------------------------
+# -- inputs ----------------------------------------------------------------------------------------
 async def _lines(ctx: Ctx, files: list[str], prog: str, status: list[int] | None = None,
                  label: bool = False):
     """Lines of the named files (or stdin): yields (name, line)."""
@@ -48,7 +48,7 @@ def _nl(line: str) -> str:
     return line if line.endswith("\n") else line + "\n"
 
 
-# -- cat / echo / printf ------------------------------------------------------------------------------
+# -- cat / echo / printf ---------------------------------------------------------------------------
 @command("cat")
 async def cat(ctx: Ctx, argv: list[str]) -> int:
     files = [a for a in argv[1:] if not (a.startswith("-") and a != "-")]
@@ -129,7 +129,7 @@ async def printf(ctx: Ctx, argv: list[str]) -> int:
     while True:
         consumed = 0
 
-        def conv(m: re.Match) -> str:
+        def conv(m: re.Match, args: list[str] = args) -> str:
             nonlocal consumed
             spec = m.group(0)
             if spec == "%%":
@@ -156,7 +156,7 @@ async def printf(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-# -- grep -------------------------------------------------------------------------------------------
+# -- grep ------------------------------------------------------------------------------------------
 def bre_to_python(pattern: str) -> str:
     """POSIX basic regex to Python: `\\|`, `\\+`, `\\?`, `\\(`, `\\{` are the operators."""
     out = []
@@ -364,7 +364,7 @@ def _prefix(name: str, n: int, sep: str, show_name: bool, show_num: bool) -> str
     return out
 
 
-# -- head / tail / wc ---------------------------------------------------------------------------------
+# -- head / tail / wc ------------------------------------------------------------------------------
 def _count_arg(opts: list[tuple[str, str]], default: int = 10) -> tuple[int, bool, bool]:
     """(-n value, from-start '+N', bytes mode)."""
     count, plus, byte_mode = default, False, False
@@ -483,7 +483,8 @@ async def wc(ctx: Ctx, argv: list[str]) -> int:
     if not single and files:
         width = max(width, 1)
     for values, name in rows:
-        cols = [v for f, v in zip("lwc", values) if f in flags or (f == "c" and "m" in flags)]
+        cols = [v for f, v in zip("lwc", values, strict=False)
+                if f in flags or (f == "c" and "m" in flags)]
         text = " ".join(f"{v:>{width}}" for v in cols)
         await ctx.write(text + ("" if not files else f" {name}") + "\n")
     return status[0]
@@ -798,7 +799,7 @@ async def test(ctx: Ctx, argv: list[str]) -> int:
     return 0 if evaluate(args) else 1
 
 
-# -- sed ----------------------------------------------------------------------------------------------
+# -- sed -------------------------------------------------------------------------------------------
 def _sed_commands(script: str, extended: bool) -> list[dict]:
     cmds = []
     i = 0
@@ -816,7 +817,7 @@ def _sed_commands(script: str, extended: bool) -> list[dict]:
             out.append(s[i])
             i += 1
         if i >= n:
-            raise UsageError("sed: -e expression #1, char %d: unterminated `s' command" % n, 1)
+            raise UsageError(f"sed: -e expression #1, char {n}: unterminated `s' command", 1)
         i += 1
         return "".join(out)
 
@@ -855,7 +856,7 @@ def _sed_commands(script: str, extended: bool) -> list[dict]:
             negate = True
             i += 1
         if i >= n:
-            raise UsageError("sed: -e expression #1, char %d: missing command" % n, 1)
+            raise UsageError(f"sed: -e expression #1, char {n}: missing command", 1)
         c = s[i]
         i += 1
         cmd = {"a1": a1, "a2": a2, "neg": negate, "cmd": c, "active": False}
@@ -1062,7 +1063,7 @@ async def sed(ctx: Ctx, argv: list[str]) -> int:
     return 2 if status[0] else 0
 
 
-# -- awk ----------------------------------------------------------------------------------------------
+# -- awk -------------------------------------------------------------------------------------------
 class _Awk:
     """A small awk: `pattern { action }` rules, BEGIN/END, print/printf, $N, NR, NF, += and
     string/number comparisons. Enough for the one-liners operators type."""
@@ -1202,7 +1203,7 @@ class _Awk:
             else:
                 i += 1
         result = values[0] if values else 0
-        for op, v in zip(ops, values[1:]):
+        for op, v in zip(ops, values[1:], strict=False):
             result = result + v if op == "+" else result - v
         return result
 

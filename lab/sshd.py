@@ -15,14 +15,14 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import asyncssh
+from typing import Any
 
 from lab import shell
 from lab.faults import Fault, FaultSet
 from lab.machine import Machine
+from lab.quiet_asyncssh import asyncssh
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
@@ -45,7 +45,7 @@ def _public_line(key: Any) -> str:
 class _Server(asyncssh.SSHServer):
     """Public-key auth for any user name; nothing else."""
 
-    def __init__(self, lab: "SshLab", node: str | None) -> None:
+    def __init__(self, lab: SshLab, node: str | None) -> None:
         self.lab = lab
         self.node = node
         self.conn: asyncssh.SSHServerConnection | None = None

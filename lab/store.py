@@ -11,8 +11,9 @@ import json
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from lab.timefmt import rfc3339
 
@@ -57,7 +58,7 @@ class Watcher:
     """One open watch. The server drains `queue`; a slow reader past `limit` is closed, as the
     real API server closes watchers that cannot keep up."""
 
-    collection: "Collection"
+    collection: Collection
     namespace: str | None
     match: Callable[[Stored], bool]
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -91,7 +92,7 @@ class Collection:
 
     def __init__(
         self,
-        store: "Store",
+        store: Store,
         resource: str,
         kind: str,
         api_version: str,
@@ -258,5 +259,6 @@ def join_list(kind: str, api_version: str, rv: int, items: Iterable[Stored], con
         meta["continue"] = cont
         if remaining is not None:
             meta["remainingItemCount"] = remaining
-    head = b'{"kind":"' + kind.encode() + b'","apiVersion":"' + api_version.encode() + b'","metadata":'
+    head = (b'{"kind":"' + kind.encode() + b'","apiVersion":"' + api_version.encode()
+            + b'","metadata":')
     return head + dumps(meta) + b',"items":[' + b",".join(s.raw for s in items) + b"]}"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from lab.store import Stored, dumps
 from lab.timefmt import kube_age, parse_rfc3339

@@ -28,8 +28,9 @@ import re
 import shlex
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from probes.observation import Observation, Status
 
@@ -118,7 +119,7 @@ class Judgement:
 
 def _iso(ts: float) -> str:
     try:
-        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return str(ts)
 
@@ -134,7 +135,7 @@ def _duration(seconds: float) -> str:
     return f"{s:.0f} s"
 
 
-# -- reading certificates ----------------------------------------------------------------------------
+# -- reading certificates --------------------------------------------------------------------------
 def _key_type(public_key: Any) -> str:
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
@@ -178,7 +179,8 @@ def _info(cert: Any) -> CertInfo:
     except (x509.ExtensionNotFound, ValueError):
         pass
     try:
-        names = {ExtendedKeyUsageOID.CLIENT_AUTH: "client", ExtendedKeyUsageOID.SERVER_AUTH: "server"}
+        names = {ExtendedKeyUsageOID.CLIENT_AUTH: "client",
+                 ExtendedKeyUsageOID.SERVER_AUTH: "server"}
         for oid in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value:
             usages.append(names.get(oid, oid.dotted_string))
     except (x509.ExtensionNotFound, ValueError):
@@ -300,7 +302,7 @@ def redact(text: str) -> str:
                   r"-----BEGIN \1-----\n(redacted)\n-----END \1-----", text, flags=re.S)
 
 
-# -- openssl's text ------------------------------------------------------------------------------------
+# -- openssl's text --------------------------------------------------------------------------------
 _OPENSSL_DATE = ("%b %d %H:%M:%S %Y %Z", "%b %d %H:%M:%S.%f %Y %Z", "%b %d %H:%M:%S %Y")
 
 
@@ -311,7 +313,7 @@ def _openssl_time(text: str) -> float | None:
             when = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return when.replace(tzinfo=dt.timezone.utc).timestamp()
+        return when.replace(tzinfo=dt.UTC).timestamp()
     try:  # openssl 3 with -dateopt iso_8601
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError, OSError):  # not a date, or one the platform cannot place
@@ -365,13 +367,14 @@ def parse_openssl(text: str | bytes | None) -> OpenSSLDates:
     return out
 
 
-# -- judging -------------------------------------------------------------------------------------------
+# -- judging ---------------------------------------------------------------------------------------
 def judge(not_before: float | None, not_after: float | None, clock: float,
           warn: float = TTL_WARNING) -> Judgement:
     """Valid, expiring (under `warn` left), expired, or not yet valid, against `clock`."""
     if not_before is not None and clock < not_before:
         return Judgement("not_yet_valid", None if not_after is None else not_after - clock, clock,
-                         f"not yet valid: it starts {_iso(not_before)}, {_duration(not_before - clock)} "
+                         f"not yet valid: it starts {_iso(not_before)}, "
+                         f"{_duration(not_before - clock)} "
                          f"after the clock it was checked against ({_iso(clock)}); a clock "
                          f"running behind")
     if not_after is None:
@@ -417,7 +420,8 @@ def _observation(probe: str, node: str | None, started: float, duration: float, 
 
 
 def client_certificate(node: str | None, data: bytes | str | None, *, now: float | None = None,
-                       node_now: float | None = None, via: str = "ssh", started: float | None = None,
+                       node_now: float | None = None, via: str = "ssh",
+                       started: float | None = None,
                        duration: float = 0.0, probe: str = "node.client_cert") -> Observation:
     """The kubelet client certificate file (PEM with its key) or `openssl x509 -noout -dates
     -subject` text, judged against the node's clock when given."""
@@ -456,7 +460,7 @@ def client_certificate(node: str | None, data: bytes | str | None, *, now: float
                         node_now=node_now)
 
 
-# -- the serving certificate, from a handshake ---------------------------------------------------------
+# -- the serving certificate, from a handshake -----------------------------------------------------
 async def fetch_peer_certificate(host: str, port: int = 10250, *, timeout: float = 5.0,
                                  server_name: str | None = None) -> bytes:
     """The DER certificate a TLS server presents, without verifying it (no client
@@ -464,7 +468,7 @@ async def fetch_peer_certificate(host: str, port: int = 10250, *, timeout: float
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    extra = {"server_hostname": server_name} if server_name else {}
+    extra: dict[str, Any] = {"server_hostname": server_name} if server_name else {}
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=ctx, ssl_handshake_timeout=timeout, **extra),
         timeout)
@@ -478,7 +482,7 @@ async def fetch_peer_certificate(host: str, port: int = 10250, *, timeout: float
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except (asyncio.TimeoutError, OSError, ssl.SSLError):
+        except (TimeoutError, OSError, ssl.SSLError):
             pass
 
 
@@ -492,7 +496,7 @@ async def serving_certificate(node: str | None, host: str, port: int = 10250, *,
     t0 = time.monotonic()
     try:
         der = await fetch_peer_certificate(host, port, timeout=timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Observation(probe, node, Status.HUNG, started, time.monotonic() - t0,
                            f"TLS handshake with {host}:{port} did not finish in {timeout:g} s",
                            {}, "direct", "", f"timeout after {timeout:g} s")

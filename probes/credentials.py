@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from probes.kubeconfig import KubeError
 
@@ -68,13 +69,13 @@ class Credentials:
                 handle.write(pem)
             self._files.append(path)
             return path
-        path = holder.get(key)
-        if path:
-            if not isinstance(path, str):
-                raise KubeError(f"{where}: {key} must be a path, not {type(path).__name__}")
-            if not os.path.exists(path):
-                raise KubeError(f"{where}: {key} {path} does not exist")
-            return str(path)
+        named = holder.get(key)
+        if named:
+            if not isinstance(named, str):
+                raise KubeError(f"{where}: {key} must be a path, not {type(named).__name__}")
+            if not os.path.exists(named):
+                raise KubeError(f"{where}: {key} {named} does not exist")
+            return named
         return None
 
     def get_api_key_with_prefix(self, identifier: str, alias: str | None = None) -> str | None:

@@ -38,10 +38,10 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
-from probes.kube import Kube, KubeError, NodeRecord, node_record, parse_time
+from probes.kube import Kube, KubeError, NodeRecord, WatchStream, node_record, parse_time
 
 POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
@@ -118,7 +118,7 @@ class FleetFeed:
         self._failing: dict[str, str] = {}
         self._down = False
         self._state = threading.Lock()
-        self._node_stream = None
+        self._node_stream: WatchStream | None = None
         self._opened: dict[str, float] = {}  # stream -> when its watch last opened (monotonic)
 
     # -- the public side --------------------------------------------------------------------------

@@ -19,12 +19,13 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote, urlencode
 
-from probes.kubeconfig import ContextInfo, KubeError, Kubeconfig
+from probes.kubeconfig import ContextInfo, Kubeconfig, KubeError
 
 __all__ = ["Kube", "KubeError", "NodeRecord", "NodePage", "WatchStream", "ContextInfo",
            "node_record", "parse_time", "age"]
@@ -182,7 +183,7 @@ class WatchStream:
 
     `close()` may be called from another thread: it shuts the socket so a blocked read returns."""
 
-    def __init__(self, response: Any, on_close: Callable[["WatchStream"], None] | None = None):
+    def __init__(self, response: Any, on_close: Callable[[WatchStream], None] | None = None):
         self.response = response
         self._on_close = on_close
         self.closed = False
@@ -429,7 +430,7 @@ class Kube:
         with self._open_lock:
             self._open.discard(stream)
 
-    def _tracked(self, response: Any) -> "_Tracked":
+    def _tracked(self, response: Any) -> _Tracked:
         return _Tracked(self, response)
 
     def close_streams(self) -> None:

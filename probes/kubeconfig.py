@@ -143,7 +143,7 @@ class Kubeconfig:
         return out
 
     # -- one context ------------------------------------------------------------------------------
-    def resolve(self, context: str | None = None) -> "Resolved":
+    def resolve(self, context: str | None = None) -> Resolved:
         name = context or self.current_context
         if not name:
             raise KubeError(f"no context chosen: {self.where} has no current-context; pass "
@@ -185,8 +185,8 @@ class Kubeconfig:
             spec = dict(spec)
             command = str(spec.get("command") or "")
             if os.sep in command and not os.path.isabs(command):
-                spec["command"] = os.path.join(os.path.dirname(os.path.abspath(user.source)),
-                                               command)
+                where = user.source if user else self.where
+                spec["command"] = os.path.join(os.path.dirname(os.path.abspath(where)), command)
             user_value = dict(user_value, exec=spec)
         cluster_value = _absolute(cluster.value, cluster.source, ("certificate-authority",))
         return Resolved(name, cluster_name, user_name, server.rstrip("/"), cluster_value,
@@ -222,7 +222,7 @@ class Resolved:
     user: dict
     where: str
 
-    def configuration(self) -> tuple[Any, "ExecCredential | None"]:
+    def configuration(self) -> tuple[Any, ExecCredential | None]:
         """The context's credentials (a `probes.credentials.Credentials`, or a kubernetes
         client Configuration for auth-provider users), and the exec plugin behind them."""
         plain_user = {k: v for k, v in self.user.items() if k != "exec"}

@@ -34,15 +34,19 @@ import re
 import shlex
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
 from probes import metrics as metrics_mod
 from probes.observation import Observation, Status
+
+if TYPE_CHECKING:
+    from probes.kube import Kube
 
 __all__ = ["KubeletClient", "Fetch", "Runner", "PROXY", "DIRECT", "SSH", "AUTO", "PATH_WORDS",
            "path_named", "parse_goroutines", "partition_signature"]
@@ -218,7 +222,7 @@ class KubeletClient:
     `fetch_auto`).
     """
 
-    def __init__(self, kube: Any | None = None, runner: Runner | None = None, *,
+    def __init__(self, kube: Kube | None = None, runner: Runner | None = None, *,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
                  port: int = KUBELET_PORT, verify_direct: bool = True,
                  addresses: dict[str, str] | None = None, ssh_curl_args: str = "",
@@ -247,7 +251,7 @@ class KubeletClient:
             except Exception:
                 pass
 
-    async def __aenter__(self) -> "KubeletClient":
+    async def __aenter__(self) -> KubeletClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -257,6 +261,8 @@ class KubeletClient:
     def _credentials(self) -> tuple[dict[str, str], str | None, str | None, str | None, bool]:
         """(headers, ca file, cert file, key file, verify) from the kube Configuration; runs
         the exec plugin's refresh hook when its token expired (call in a thread)."""
+        if self.kube is None:
+            raise LookupError("no kubeconfig: no credentials for the kubelet")
         cfg = self.kube.configuration
         headers = {"User-Agent": "nodewb/0.1"}
         token = cfg.get_api_key_with_prefix("BearerToken")
@@ -286,11 +292,12 @@ class KubeletClient:
         ip = self.addresses.get(node)
         if ip:
             return ip
-        if self.kube is None:
+        kube = self.kube
+        if kube is None:
             raise LookupError(f"no address known for {node} and no cluster to ask")
 
         def lookup() -> str:
-            obj = self.kube.get_json(f"/api/v1/nodes/{quote(node, safe='')}",
+            obj = kube.get_json(f"/api/v1/nodes/{quote(node, safe='')}",
                                      timeout=(self.connect_timeout, self.read_timeout),
                                      doing=f"get node {node}")
             for a in (obj.get("status") or {}).get("addresses") or ():
@@ -327,7 +334,7 @@ class KubeletClient:
         if self.kube is None and via == PROXY:
             return Fetch(via, path, error="no kubeconfig: the API server's node proxy is not "
                                           "available")
-        if via == PROXY:
+        if via == PROXY and self.kube is not None:
             url = f"{self.kube.server}/api/v1/nodes/{quote(node, safe='')}/proxy{path}"
             where = f"the API server at {self.kube.server}"
         else:
@@ -476,7 +483,7 @@ class KubeletClient:
             return None
         return replace(f, remembered=max(0.0, age))
 
-    # -- the observations ---------------------------------------------------------------------------
+    # -- the observations --------------------------------------------------------------------------
     def _fail(self, probe: str, node: str, f: Fetch, attempts: list[Fetch],
               what: str) -> Observation | None:
         """The observation for a fetch that got no kubelet answer (or a refusal), else None."""
@@ -669,7 +676,7 @@ class KubeletClient:
             params["tailLines"] = str(int(tail_lines))
         if since is not None:
             params["sinceTime"] = since if isinstance(since, str) else \
-                datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if pattern:
             params["pattern"] = pattern
         path = "/logs/?" + urlencode(params, quote_via=quote, safe="")
@@ -710,14 +717,16 @@ class KubeletClient:
                            data, f.via, text[-RAW_LIMIT:])
 
 
-# -- goroutine dumps -------------------------------------------------------------------------------------
+# -- goroutine dumps -------------------------------------------------------------------------------
 _GROUP = re.compile(r"^(\d+) @(?: 0x[0-9a-f]+)*\s*$", re.M)
 _FRAME = re.compile(r"^#\t0x[0-9a-f]+\t(\S+)\+0x[0-9a-f]+\t+(.*)$", re.M)
 _PARKING = ("runtime.gopark", "runtime.goparkunlock", "runtime.selectgo", "runtime.chanrecv",
             "runtime.chanrecv1", "runtime.chanrecv2", "runtime.chansend", "runtime.chansend1",
-            "runtime.semacquire", "runtime.semacquire1", "runtime.netpollblock", "runtime.notetsleepg",
-            "sync.runtime_SemacquireMutex", "sync.runtime_Semacquire", "sync.runtime_notifyListWait",
-            "internal/poll.runtime_pollWait", "runtime.goparkunlock", "time.Sleep")
+            "runtime.semacquire", "runtime.semacquire1", "runtime.netpollblock",
+            "runtime.notetsleepg", "sync.runtime_SemacquireMutex", "sync.runtime_Semacquire",
+            "sync.runtime_notifyListWait", "internal/poll.runtime_pollWait",
+            "runtime.goparkunlock", "time.Sleep")
+_CRI_CALLS = ("grpc.(*ClientConn).Invoke", "cri-api", "remote.(*remoteRuntimeService)")
 
 
 def parse_goroutines(text: str) -> dict[str, Any]:
@@ -725,7 +734,7 @@ def parse_goroutines(text: str) -> dict[str, Any]:
     how many wait on a CRI call (gRPC Invoke) or in the PLEG relist."""
     m = re.search(r"^goroutine profile: total (\d+)", text, re.M)
     total = int(m.group(1)) if m else None
-    groups = []
+    groups: list[dict[str, Any]] = []
     cri = pleg = 0
     for block in re.split(r"\n\s*\n", text):
         g = _GROUP.search(block)
@@ -736,7 +745,7 @@ def parse_goroutines(text: str) -> dict[str, Any]:
         where = next((fn for fn in frames if fn not in _PARKING and not fn.startswith("runtime.")),
                      frames[0] if frames else "?")
         joined = "\n".join(frames)
-        if "grpc.(*ClientConn).Invoke" in joined or "cri-api" in joined or "remote.(*remoteRuntimeService)" in joined:
+        if any(call in joined for call in _CRI_CALLS):
             cri += count
         if "pleg.(*GenericPLEG).Relist" in joined or "pleg.(*GenericPLEG).relist" in joined:
             pleg += count

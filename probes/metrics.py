@@ -34,9 +34,10 @@ import math
 import re
 import time
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -57,7 +58,8 @@ FAMILIES: tuple[str, ...] = (
     "kubelet_pleg_relist_latency_microseconds",  # v1.14 and older: summary, microseconds
     "kubelet_pleg_relist_interval_microseconds",  # v1.14 and older: summary, microseconds
     "kubelet_runtime_operations",  # _duration_seconds, _errors_total, _total, _latency_microseconds
-    "kubelet_certificate_manager_client_",  # _ttl_seconds, _expiration_renew_errors, _expiration_seconds
+    # _ttl_seconds, _expiration_renew_errors, _expiration_seconds
+    "kubelet_certificate_manager_client_",
     "go_goroutines",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
@@ -196,9 +198,9 @@ class Scrape:
     kept: int = 0  # lines the pre-filter kept
     node_time: float | None = None
     parse_seconds: float = 0.0
-    _hists: dict[str, dict[str, "Histogram"]] = field(default_factory=dict, repr=False,
+    _hists: dict[str, dict[str, Histogram]] = field(default_factory=dict, repr=False,
                                                       compare=False)
-    _grouped: dict[tuple, dict[tuple, "Histogram"]] = field(default_factory=dict, repr=False,
+    _grouped: dict[tuple, dict[tuple, Histogram]] = field(default_factory=dict, repr=False,
                                                              compare=False)
 
     @property
@@ -229,7 +231,7 @@ class Scrape:
         """Every series of a sample name as (labels, value)."""
         return [(parse_labels(raw), v) for raw, v in (self.samples.get(name) or {}).items()]
 
-    def histograms(self, family: str, by: Sequence[str] | None = None) -> dict[tuple, "Histogram"]:
+    def histograms(self, family: str, by: Sequence[str] | None = None) -> dict[tuple, Histogram]:
         """The histogram series of `family`, keyed by label text without `le`, or summed by
         the label names in `by` (a key of their values, `()` for everything summed)."""
         return _histograms(self, family, by)
@@ -428,7 +430,7 @@ def _line_error(scrape: Scrape, what: str, line: str | bytes) -> None:
         scrape.errors.append(f"{what}: {shown[:160]!r}")
 
 
-# -- histograms and quantiles ------------------------------------------------------------------------
+# -- histograms and quantiles ----------------------------------------------------------------------
 @dataclass(slots=True)
 class Histogram:
     """Cumulative buckets [(le, count)] sorted by le, with +Inf last when present."""
@@ -445,7 +447,7 @@ class Histogram:
         return bool(self.buckets) and self.buckets[-1][0] == INF
 
 
-_SPLIT: dict[str, "tuple[str, float] | None"] = {}
+_SPLIT: dict[str, tuple[str, float] | None] = {}
 
 
 def _split_le(raw: str) -> tuple[str, float] | None:
@@ -456,6 +458,7 @@ def _split_le(raw: str) -> tuple[str, float] | None:
     except KeyError:
         pass
     out: tuple[str, float] | None = None
+    le_text: str | None
     i = raw.rfind('le="')
     if (i == 0 or (i > 0 and raw[i - 1] == ",")) and raw.find('"', i + 4) == len(raw) - 1:
         le_text, rest = raw[i + 4:-1], raw[:i - 1] if i > 0 else ""
@@ -594,7 +597,7 @@ def _quantile(q: float, buckets: Sequence[tuple[float, float]]) -> tuple[float, 
     return start + (end - start) * ((rank - below) / inside), False
 
 
-# -- step 3: the figures -------------------------------------------------------------------------------
+# -- step 3: the figures ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Figure:
     """One number nodewb shows: the value or None, its unit, where it came from, and why it is
@@ -812,8 +815,9 @@ class _Window:
                 les_a = [le for le, _ in before.buckets]
                 les_b = [le for le, _ in buckets]
                 if les_a == les_b and all(cb >= ca for (_, ca), (_, cb)
-                                          in zip(before.buckets, buckets)):
-                    buckets = [(le, cb - ca) for (le, ca), (_, cb) in zip(before.buckets, buckets)]
+                                          in zip(before.buckets, buckets, strict=False)):
+                    buckets = [(le, cb - ca) for (le, ca), (_, cb)
+                               in zip(before.buckets, buckets, strict=False)]
                     how = f"{family} histogram, increase over {self.interval:.1f} s"
                 else:
                     how = (f"{family} histogram, cumulative (this series reset or changed "

@@ -20,8 +20,9 @@ import json
 import re
 import shlex
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from probes import certs
 from probes.observation import Observation, Status
@@ -550,7 +551,7 @@ def cni_plugin_types(text: str) -> list[str]:
             i += 1
         if not isinstance(obj, dict):
             continue
-        plugins = obj.get("plugins") if isinstance(obj.get("plugins"), list) else [obj]
+        plugins = obj["plugins"] if isinstance(obj.get("plugins"), list) else [obj]
         for p in plugins:
             if not isinstance(p, dict):
                 continue
@@ -627,7 +628,8 @@ async def kubelet_healthz(ssh: Any, node: str, *, port: int = 10250,
 
     def judge(r: CommandResult) -> _Verdict:
         body, code = _http_code(r.stdout)
-        data = {"url": url, "http_code": code, "curl_exit": r.exit_status, "body": body[:500]}
+        data: dict[str, Any] = {"url": url, "http_code": code, "curl_exit": r.exit_status,
+                                "body": body[:500]}
         if code == 200:
             return _Verdict(Status.OK, f"kubelet healthz 200 {body.strip()[:60]}", data,
                             r.stdout)
@@ -710,7 +712,7 @@ async def apiserver_reachability(ssh: Any, node: str, *, kubeconfig: str = KUBEL
                        data, obs.via, obs.raw, obs.reason)
 
 
-# -- the client certificate --------------------------------------------------------------------------
+# -- the client certificate ------------------------------------------------------------------------
 async def client_cert(ssh: Any, node: str, *, path: str = CLIENT_CERT,
                       timeout: float = 10.0) -> Observation:
     """`openssl x509 -noout -dates` of the kubelet client certificate, judged on the node's
@@ -968,7 +970,7 @@ async def pods(ssh: Any, node: str, *, api_pod_count: int | None = None,
     return await _execute(ssh, node, probe, command, timeout, judge, hung=hung)
 
 
-# -- the list ----------------------------------------------------------------------------------------
+# -- the list --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CheckSpec:
     id: str

@@ -18,15 +18,22 @@ endpoints without a KubeletClient and the API facts without a Kube.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from probes import certs, node_checks
 from probes.kube import node_record, parse_time
 from probes.observation import Observation, Status
+
+if TYPE_CHECKING:
+    from probes.kube import Kube
+    from probes.kubelet import KubeletClient
+    from probes.ssh import SshClient
 
 __all__ = ["NodeProbes", "ProbeSpec", "API_TIMEOUT", "KUBELET_TIMEOUT", "GRACE",
            "pending_csrs", "fleet_records", "ready_words", "conditions_text"]
@@ -64,7 +71,8 @@ class _Probe:
 class NodeProbes:
     """The probes of one node: `plan()` lists them, `run()` runs them all."""
 
-    def __init__(self, kube: Any | None, ssh: Any | None, kubelet: Any | None, node_name: str,
+    def __init__(self, kube: Kube | None, ssh: SshClient | None, kubelet: KubeletClient | None,
+                 node_name: str,
                  *, internal_ip: str | None = None, concurrency: int = 8,
                  api_pod_count: int | None = None, fleet: bool = False) -> None:
         if concurrency < 1:
@@ -92,14 +100,12 @@ class NodeProbes:
             if self.ssh is None:
                 out.append(_Probe(spec, 0.0, None, no_ssh, "ssh"))
                 continue
+            call: Callable[[], Awaitable[Observation]]
             if c.id == "node.pods" and self.api_pod_count is not None:
-                count = self.api_pod_count
-
-                def call(count: int = count) -> Awaitable[Observation]:
-                    return node_checks.pods(self.ssh, self.node, api_pod_count=count)
+                call = functools.partial(node_checks.pods, self.ssh, self.node,
+                                         api_pod_count=self.api_pod_count)
             else:
-                def call(c: node_checks.CheckSpec = c) -> Awaitable[Observation]:
-                    return c.run(self.ssh, self.node)
+                call = functools.partial(c.run, self.ssh, self.node)
             # node.apiserver runs two commands: the kubeconfig read is bounded by 5 s
             extra = 5.0 if c.id == "node.apiserver" else 0.0
             out.append(_Probe(spec, c.timeout + extra + GRACE, call, via="ssh"))
@@ -144,7 +150,7 @@ class NodeProbes:
     def plan(self) -> list[ProbeSpec]:
         return [p.spec for p in self._probes()]
 
-    # -- running ------------------------------------------------------------------------------------
+    # -- running -----------------------------------------------------------------------------------
     async def run(self, on_start: Callable[[str], None] | None = None,
                   on_observation: Callable[[Observation], None] | None = None,
                   until: Callable[[], bool] | None = None) -> list[Observation]:
@@ -202,7 +208,7 @@ class NodeProbes:
         assert p.call is not None
         try:
             obs = await asyncio.wait_for(p.call(), p.limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Observation(p.spec.id, self.node, Status.HUNG, started,
                                time.monotonic() - t0,
                                f"{p.spec.title}: no result in {p.limit:g} s", {"limit": p.limit},
@@ -220,7 +226,7 @@ class NodeProbes:
                               obs.raw, obs.reason)
         return obs
 
-    # -- the kubelet's serving certificate ------------------------------------------------------------
+    # -- the kubelet's serving certificate ---------------------------------------------------------
     async def _serving_cert(self) -> Observation:
         """The certificate the kubelet serves on :10250, from a handshake, judged on the node's
         clock when SSH can read it (else on ours): expired, not yet valid, under 7 days left."""
@@ -228,6 +234,8 @@ class NodeProbes:
         started = time.time()
         t0 = time.monotonic()
         try:
+            if self.kubelet is None:
+                raise LookupError("no kubelet client")
             host = await self.kubelet.node_address(self.node)
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
@@ -255,7 +263,7 @@ class NodeProbes:
         try:
             r = await asyncio.wait_for(self.ssh.run(self.node, "date -u +%s", CLOCK_TIMEOUT),
                                        CLOCK_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, f"`date -u +%s` did not answer in {CLOCK_TIMEOUT:g} s"
         except asyncio.CancelledError:
             raise
@@ -271,8 +279,10 @@ class NodeProbes:
         ours = r.started + r.duration / 2 if r.started else time.time()
         return node_time + 0.5 - ours, ""  # `date +%s` drops the fraction: take the middle
 
-    # -- the API's facts ------------------------------------------------------------------------------
+    # -- the API's facts ---------------------------------------------------------------------------
     async def _get(self, path: str, params: dict[str, Any] | None, doing: str) -> dict:
+        if self.kube is None:
+            raise LookupError("no kubeconfig")
         return await asyncio.to_thread(self.kube.get_json, path, params,
                                        timeout=(5.0, API_TIMEOUT), doing=doing)
 
@@ -391,6 +401,8 @@ class NodeProbes:
         started = time.time()
         t0 = time.monotonic()
         try:
+            if self.kube is None:
+                raise LookupError("no kubeconfig")
             records = await asyncio.to_thread(self.kube.list_nodes, 500, API_TIMEOUT)
         except Exception as exc:
             reason = str(exc) or type(exc).__name__

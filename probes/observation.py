@@ -1,12 +1,14 @@
-"""What every probe returns: a typed observation with when, how long, how it went and what it saw."""
+"""What every probe returns: a typed observation with when, how long, how it went and what it
+saw."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any
 
 
 class Status(str, Enum):

@@ -55,15 +55,22 @@ import random
 import shlex
 import socket
 import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
-
-import asyncssh
+from typing import Any
 
 from probes.observation import Observation, Status, timed
-from probes.ssh_errors import (AuthFailed, CommandTimeout, HostKeyChanged, HostKeyError,
-                               HostKeyUnknown, SshError, Unreachable)
+from probes.quiet_asyncssh import asyncssh
+from probes.ssh_errors import (
+    AuthFailed,
+    CommandTimeout,
+    HostKeyChanged,
+    HostKeyError,
+    HostKeyUnknown,
+    SshError,
+    Unreachable,
+)
 from probes.ssh_journal import JournalResume
 from probes.ssh_target import Hop, KnownHostsCache, SshConfig, host_key_error
 
@@ -193,7 +200,7 @@ class _Capture(asyncssh.SSHClientSession):
 class _LineSession(asyncssh.SSHClientSession):
     """A streamed command: stdout cut into lines for the stream, stderr kept aside."""
 
-    def __init__(self, stream: "LineStream") -> None:
+    def __init__(self, stream: LineStream) -> None:
         self.stream = stream
         self.chan: Any = None
         self.partial = b""
@@ -384,7 +391,7 @@ class SshClient:
         if bastion is not None:
             self.config.jump_chain(bastion)  # a malformed spec fails here, not per node
 
-    async def __aenter__(self) -> "SshClient":
+    async def __aenter__(self) -> SshClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -532,7 +539,7 @@ class SshClient:
             raise Unreachable(
                 f"the bastion {jump.alias} ({jump.address}) could not open a connection to "
                 f"{hop.address} for {hop.alias}: {_reason(exc)}", target=hop.address) from None
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             how = f" through {hop.via[-1].alias}" if hop.via else ""
             limit = self.connect_timeout or hop.connect_timeout
             timeout = f" (waited {limit:g} s)" if isinstance(exc, TimeoutError) else ""
@@ -585,7 +592,7 @@ class SshClient:
             try:
                 return await asyncio.wait_for(
                     conn.create_session(factory, line, encoding=None, **kw), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 conn.abort()
                 raise Unreachable(f"{node}: the connection to {hop.describe()} stopped "
                                   f"answering (no session opened for `{shown}` in {wait:g} s)",
@@ -624,7 +631,7 @@ class SshClient:
             timed_out = False
             try:
                 await asyncio.wait_for(asyncio.shield(session.done), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timed_out = True
                 _stop(chan)
             except asyncio.CancelledError:
@@ -698,7 +705,7 @@ class SshClient:
 
     def stream(self, node: Any, command: str, *, sudo: bool | None = None,
                resume: bool = True, reconnect: bool = True, max_attempts: int | None = None,
-               max_queue: int = 10_000, max_line: int = MAX_LINE) -> "LineStream":
+               max_queue: int = 10_000, max_line: int = MAX_LINE) -> LineStream:
         """Follow `command`'s stdout line by line (e.g. `journalctl -u kubelet -f`).
 
         Iterate it (`async with ssh.stream(...) as s: async for item in s`): items are str lines
@@ -714,7 +721,7 @@ class SshClient:
         self._streams.add(s)
         return s
 
-    async def _start_stream(self, stream: "LineStream", command: str):
+    async def _start_stream(self, stream: LineStream, command: str):
         line = self._command(command, stream.sudo)
         async with self._slots:
             return await self._open_session(stream.hop, stream.node, line, line,
@@ -801,7 +808,7 @@ class LineStream:
     def __aiter__(self) -> AsyncIterator[str | StreamGap]:
         return self
 
-    async def __aenter__(self) -> "LineStream":
+    async def __aenter__(self) -> LineStream:
         self._start()
         return self
 

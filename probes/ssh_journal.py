@@ -59,7 +59,7 @@ class JournalResume:
 
     # -- which commands ----------------------------------------------------------------------
     @classmethod
-    def for_command(cls, command: str) -> "JournalResume | None":
+    def for_command(cls, command: str) -> JournalResume | None:
         """A resume helper when `command` is one plain `journalctl ... -f`, else None."""
         if any(c in _OPERATORS for c in command):
             return None

@@ -19,12 +19,9 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import asyncssh
-from asyncssh.config import ConfigParseError, SSHClientConfig
-from asyncssh.pattern import WildcardPatternList
-
+from probes.quiet_asyncssh import ConfigParseError, SSHClientConfig, WildcardPatternList, asyncssh
 from probes.ssh_errors import HostKeyChanged, HostKeyUnknown, SshError
 
 DEFAULT_PORT = 22
@@ -36,6 +33,11 @@ KEY_TYPES = {  # OpenSSH's names for key types, as `ssh-keygen -l` prints them
     "ecdsa-sha2-nistp521": "ECDSA", "sk-ssh-ed25519@openssh.com": "ED25519-SK",
     "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK", "ssh-ed448": "ED448",
 }
+
+
+def option(cfg: SSHClientConfig, name: str, default: Any = None) -> Any:
+    """An option of the ssh config as asyncssh read it (its type depends on the option)."""
+    return cfg.get(name, default)
 
 
 def local_user() -> str:
@@ -58,7 +60,7 @@ class Hop:
     identity_files: tuple[str, ...]
     identities_only: bool
     connect_timeout: float | None
-    via: tuple["Hop", ...] = ()  # jump hosts in front of it, outermost first
+    via: tuple[Hop, ...] = ()  # jump hosts in front of it, outermost first
     explicit_port: bool = False  # the port came from a jump spec, not the config
     explicit_user: bool = False
     ciphers: bool = False  # the config names its Ciphers (then they are used as given)
@@ -98,7 +100,7 @@ class SshConfig:
     connect_timeout: float = 10.0  # when the config gives no ConnectTimeout
     _patterns: list[tuple[list[str], list[str]]] | None = field(default=None, repr=False)
     _loaded: dict[tuple, tuple[Any, SSHClientConfig]] = field(default_factory=dict, repr=False)
-    _blocks: tuple[Any, "_BlockIndex | None"] | None = field(default=None, repr=False)
+    _blocks: tuple[Any, _BlockIndex | None] | None = field(default=None, repr=False)
     _reductions: dict[str, str] = field(default_factory=dict, repr=False)
     _copies: dict[str, tuple[Any, Path]] = field(default_factory=dict, repr=False)
     _copy_dir: Any = field(default=None, repr=False)  # TemporaryDirectory, removed with us
@@ -156,9 +158,9 @@ class SshConfig:
     def _load(self, alias: str, port: int | None, user: str | None,
               paths: list[Path]) -> SSHClientConfig:
         def parse(where: list[Path]) -> SSHClientConfig:
-            return SSHClientConfig.load(None, where, False, False, False, local_user(),
-                                        user or self.user or (), alias,
-                                        port if port is not None else ())
+            return cast(SSHClientConfig, SSHClientConfig.load(
+                None, where, False, False, False, local_user(), user or self.user or (), alias,
+                port if port is not None else ()))
 
         try:
             text = self._reduced(alias, paths[0]) if paths else None
@@ -219,22 +221,22 @@ class SshConfig:
             raise SshError(f"ProxyJump for {alias} goes more than {MAX_JUMPS} hops deep "
                            f"(a loop in {self.path}?)")
         cfg = self.load(alias, port, user)
-        host = str(cfg.get("Hostname", alias))
-        hop_port = int(port if port is not None else cfg.get("Port", DEFAULT_PORT))
-        hop_user = str(user or self.user or cfg.get("User") or local_user())
-        timeout = cfg.get("ConnectTimeout")
-        jump = jump_override if jump_override is not None else cfg.get("ProxyJump")
+        host = str(option(cfg, "Hostname", alias))
+        hop_port = int(port if port is not None else option(cfg, "Port", DEFAULT_PORT))
+        hop_user = str(user or self.user or option(cfg, "User") or local_user())
+        timeout = option(cfg, "ConnectTimeout")
+        jump = jump_override if jump_override is not None else option(cfg, "ProxyJump")
         via: tuple[Hop, ...] = ()
         if jump and str(jump).strip().lower() != "none":
             via = self.jump_chain(str(jump), depth + 1)
         return Hop(
             alias=alias, host=host, port=hop_port, user=hop_user,
-            host_key_alias=_str_or_none(cfg.get("HostKeyAlias")),
+            host_key_alias=_str_or_none(option(cfg, "HostKeyAlias")),
             known_hosts=self._known_hosts(cfg),
             identity_files=tuple(str(Path(p).expanduser()) for p in
-                                 (cfg.get("IdentityFile") or ())),
-            identities_only=bool(cfg.get("IdentitiesOnly")),
-            ciphers=cfg.get("Ciphers") is not None,
+                                 (option(cfg, "IdentityFile") or ())),
+            identities_only=bool(option(cfg, "IdentitiesOnly")),
+            ciphers=option(cfg, "Ciphers") is not None,
             connect_timeout=float(timeout) if timeout else self.connect_timeout,
             via=via, explicit_port=port is not None, explicit_user=user is not None)
 
@@ -256,10 +258,10 @@ class SshConfig:
     def _known_hosts(self, cfg: SSHClientConfig) -> tuple[str, ...]:
         if self.known_hosts is not None:
             return tuple(str(Path(p).expanduser()) for p in self.known_hosts)
-        user_files = cfg.get("UserKnownHostsFile")
+        user_files = option(cfg, "UserKnownHostsFile")
         if user_files is None:
             user_files = ["~/.ssh/known_hosts"]
-        global_files = cfg.get("GlobalKnownHostsFile")
+        global_files = option(cfg, "GlobalKnownHostsFile")
         if global_files is None:
             global_files = ["/etc/ssh/ssh_known_hosts"]
         out: list[str] = []
@@ -365,7 +367,7 @@ class _BlockIndex:
     checked: list[tuple[int, Any]]  # (block, WildcardPatternList or None for always kept)
 
     @classmethod
-    def of(cls, blocks: list[tuple[Any, str]] | None) -> "_BlockIndex | None":
+    def of(cls, blocks: list[tuple[Any, str]] | None) -> _BlockIndex | None:
         if blocks is None:
             return None
         literal: dict[str, list[int]] = {}
@@ -452,7 +454,7 @@ class KnownHostsCache:
         if hit is not None and hit[0] == stamp:
             return hit[1]
         known = asyncssh.SSHKnownHosts()
-        for f, st in zip(files, stamp):
+        for f, st in zip(files, stamp, strict=False):
             if st is None:
                 continue
             try:
@@ -523,8 +525,8 @@ def host_key_error(hop: Hop, node: str | None, presented: asyncssh.SSHKey | None
                          f"{hop.via[-1].alias})")
     else:
         keyscan_where = ""
-    common = dict(node=node, target=hop.address, host=name, key_type=kind, fingerprint=fp,
-                  known_hosts=tuple(files))
+    common: dict[str, Any] = dict(node=node, target=hop.address, host=name, key_type=kind,
+                                  fingerprint=fp, known_hosts=tuple(files))
     if known:
         old = "; ".join(f"{key_type(k)} {fingerprint(k)} in {f}" for f, k in known)
         fix_file = known[0][0]

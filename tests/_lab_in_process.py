@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tui.embedded_lab import EmbeddedLab
 

@@ -62,7 +62,7 @@ def outcomes(tmp_path_factory) -> dict[str, Outcome]:
 
     try:
         with ThreadPoolExecutor(POOL) as pool:
-            done = dict(zip(NODES, pool.map(one, NODES.values())))
+            done = dict(zip(NODES, pool.map(one, NODES.values()), strict=False))
     finally:
         stop_lab(lab)
     return done

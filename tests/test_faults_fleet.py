@@ -196,7 +196,7 @@ def test_dropped_watches_reconnect_with_backoff(clean):
         # A watch dropped 0.2 s after it opens, for 6 s: reconnecting at once would make ~30
         # watches; the doubling backoff (0.25 s, 0.5 s, 1 s, 2 s, ...) makes far fewer.
         assert 2 <= len(losses) <= 12, losses
-        gaps = [b - a for a, b in zip(losses, losses[1:])]
+        gaps = [b - a for a, b in zip(losses, losses[1:], strict=False)]
         assert max(gaps) >= 1.0, gaps
         lab.kubectl("cordon", "node-0002")
         fleet.wait(lambda c: c.model.get("node-0002").rec.unschedulable, 15, "a later upsert")

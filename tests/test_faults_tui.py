@@ -57,7 +57,7 @@ async def press(pilot, *keys: str) -> None:
     for key in keys:
         try:
             await asyncio.wait_for(pilot.press(key), KEY_LIMIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"the key {key!r} was not answered in {KEY_LIMIT:g} s") from None
 
 
@@ -74,7 +74,7 @@ class LoopLag:
             await asyncio.sleep(0.02)
             self.worst = max(self.worst, time.monotonic() - t0 - 0.02)
 
-    def __enter__(self) -> "LoopLag":
+    def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._measure())
         return self
 

@@ -27,7 +27,7 @@ def _make() -> tuple[bytes, bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:node-0001"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes")])
-    now = dt.datetime(2024, 3, 4, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 3, 4, tzinfo=dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(12345)
             .not_valid_before(now).not_valid_after(now + dt.timedelta(days=365))

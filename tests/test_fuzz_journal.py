@@ -12,7 +12,7 @@ import shlex
 import time
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probes.node_checks import JOURNAL_PATTERNS, scan_journal

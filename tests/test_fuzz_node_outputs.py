@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,7 +142,7 @@ def test_plain_parsers(text: str) -> None:
     assert all(isinstance(m, str) for m in readable(nc.parse_lsmod, text) or [])
     assert all(isinstance(k, str) and isinstance(v, str)
                for k, v in (readable(nc.parse_systemctl_show, text) or {}).items())
-    for pid, value in readable(nc.parse_ps_rss_cpu, text) or []:
+    for pid, _value in readable(nc.parse_ps_rss_cpu, text) or []:
         assert isinstance(pid, int)
     assert readable(nc.parse_ntp, text) in (True, False, None)
     swaps, total = readable(nc.parse_swap, text, text) or ([], None)

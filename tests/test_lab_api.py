@@ -500,7 +500,7 @@ async def test_watcher_released_when_client_disconnects(lab):
     coll = lab.cluster.store["nodes"]
     c = lab.client()
     async with c.stream("GET", "/api/v1/nodes", params={"watch": "true"}) as r:
-        async for line in r.aiter_lines():
+        async for _line in r.aiter_lines():
             break
         assert len(coll.watchers) == 1
     await c.aclose()

@@ -27,7 +27,7 @@ class Target:
         self.kubeconfig = kubeconfig
         self.extra = extra
 
-    def viewer(self) -> "Target":
+    def viewer(self) -> Target:
         """The same cluster as its read-only user (named "viewer" in both)."""
         if self.kind == "fake":
             return Target("fake", self.kubeconfig.with_name("viewer.kubeconfig"))

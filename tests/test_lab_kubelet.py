@@ -1,4 +1,5 @@
-"""lab.kubelet: each node's kubelet over real HTTPS on loopback, and the API server's proxy to it."""
+"""lab.kubelet: each node's kubelet over real HTTPS on loopback, and the API server's proxy to
+it."""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.kubelet import KubeletServers, kubelet_request, proxy_request
+from lab.machine import Fault, GiB, LabPod, Machine, MiB
 from lab.machine_files import KUBELET_CONFIG
 from lab.metrics import KubeletMetrics
 from lab.pki import CA
-from lab.kubelet import KubeletServers, kubelet_request, proxy_request
-
 
 CONTAINERD = '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n' \
              '  SystemdCgroup = true\n'

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine import Fault, GiB, LabPod, Machine, MiB
 from lab.machine_files import KUBELET_CONFIG
-from lab.metrics import (DEF_BUCKETS, KubeletMetrics, gofloat, render_configz,
-                         render_goroutines)
+from lab.metrics import DEF_BUCKETS, KubeletMetrics, gofloat, render_configz, render_goroutines
 
 REAL_SCRAPE = (Path(__file__).resolve().parent.parent.parent / "shared" / "data"
                / "kubelet-metrics" / "datadog_kubelet_metrics_1_21.txt")
@@ -90,7 +89,7 @@ def value(fams: dict, name: str, sample: str | None = None, **labels) -> float:
 
 def delta_quantile(a, b, q: float) -> float:
     """histogram_quantile(q, increase) between two scrapes, as PromQL computes it."""
-    inc = [(le, cb - ca) for (le, ca), (_, cb) in zip(a, b)]
+    inc = [(le, cb - ca) for (le, ca), (_, cb) in zip(a, b, strict=False)]
     total = inc[-1][1]
     assert total > 0
     rank = q * total
@@ -152,8 +151,9 @@ def test_payload_parses_and_has_the_real_families():
     assert info["git_version"] == "v1.29.4" and info["minor"] == "29"
     # the text layout a Go client prints
     text = payload.decode()
-    assert "# HELP kubelet_pleg_relist_duration_seconds [ALPHA] Duration in seconds for relisting " \
-           "pods in PLEG.\n# TYPE kubelet_pleg_relist_duration_seconds histogram\n" in text
+    assert "# HELP kubelet_pleg_relist_duration_seconds [ALPHA] Duration in seconds for " \
+           "relisting pods in PLEG.\n" \
+           "# TYPE kubelet_pleg_relist_duration_seconds histogram\n" in text
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert names == sorted(names)
     assert len(names) == len(set(names))
@@ -176,8 +176,9 @@ def test_bucket_layout_and_help_match_a_real_kubelet_scrape():
         assert ours[name].documentation == real[name].documentation
     real_text = REAL_SCRAPE.read_text()
     our_text = m.metrics.render(m, now).decode()
-    for line in ('kubelet_runtime_operations_duration_seconds_bucket{operation_type="list_podsandbox",'
-                 'le="0.078125"}', 'kubelet_pleg_relist_duration_seconds_bucket{le="0.025"}'):
+    for line in ('kubelet_runtime_operations_duration_seconds_bucket{'
+                 'operation_type="list_podsandbox",le="0.078125"}',
+                 'kubelet_pleg_relist_duration_seconds_bucket{le="0.025"}'):
         assert line in real_text and line in our_text
 
 
@@ -332,7 +333,7 @@ def test_slow_io_moves_relists_into_multi_second_buckets():
     ha, hb = (hist(x, "kubelet_pleg_relist_duration_seconds") for x in (a, b))
     n = hb[2] - ha[2]
     assert n == pytest.approx(3600 / (d + 1), abs=3)
-    inc = {le: cb - ca for (le, ca), (_, cb) in zip(ha[0], hb[0])}
+    inc = {le: cb - ca for (le, ca), (_, cb) in zip(ha[0], hb[0], strict=False)}
     assert inc[2.5] <= 1  # at most the relist that was in flight when the disk slowed down
     assert delta_quantile(ha[0], hb[0], 0.5) >= 2.5
     assert delta_quantile(ha[0], hb[0], 0.99) >= min(d, 10) * 0.7
@@ -362,7 +363,7 @@ def test_a_relist_of_a_few_seconds_lands_in_the_finite_second_buckets():
     m.changed()
     b = scrape(m, now + 900)
     ha, hb = (hist(x, "kubelet_pleg_relist_duration_seconds") for x in (a, b))
-    inc = {le: cb - ca for (le, ca), (_, cb) in zip(ha[0], hb[0])}
+    inc = {le: cb - ca for (le, ca), (_, cb) in zip(ha[0], hb[0], strict=False)}
     n = hb[2] - ha[2]
     assert inc[10.0] - inc[1.0] >= n - 1  # nearly all between 1 and 10 s
     assert 2.5 <= delta_quantile(ha[0], hb[0], 0.99) <= 10
@@ -376,10 +377,12 @@ def test_client_certificate_ttl_tracks_not_after_and_the_node_clock():
     assert ttl == pytest.approx(m.client_cert_not_after - now, abs=2)
     m.client_cert_not_after = now + 3600
     fams = scrape(m, now + 10)
-    assert value(fams, "kubelet_certificate_manager_client_ttl_seconds") == pytest.approx(3590, abs=2)
+    assert (value(fams, "kubelet_certificate_manager_client_ttl_seconds")
+            == pytest.approx(3590, abs=2))
     m.clock_offset = 600.0  # the node's clock runs ten minutes ahead
     fams = scrape(m, now + 10)
-    assert value(fams, "kubelet_certificate_manager_client_ttl_seconds") == pytest.approx(2990, abs=2)
+    assert (value(fams, "kubelet_certificate_manager_client_ttl_seconds")
+            == pytest.approx(2990, abs=2))
     m.clock_offset = 0.0
     m.client_cert_not_after = now - 100  # expired
     fams = scrape(m, now + 20)
@@ -428,12 +431,13 @@ def test_same_machine_same_numbers():
     one, two = make_machine(now=now), make_machine(now=now)
     one.catch_up(now + 100)
     two.catch_up(now + 100)
-    relist = lambda m: hist(families(m.metrics.render(m, now + 100)),
-                            "kubelet_pleg_relist_duration_seconds")
+    def relist(m):
+        return hist(families(m.metrics.render(m, now + 100)),
+                                "kubelet_pleg_relist_duration_seconds")
     assert relist(one) == relist(two)
 
 
-# -- /configz and goroutine dumps --------------------------------------------------------------------
+# -- /configz and goroutine dumps ------------------------------------------------------------------
 def test_configz_reflects_the_config_file_over_defaults():
     now = time.time()
     m = make_machine(now=now)
@@ -472,9 +476,11 @@ def test_goroutine_dump_shows_the_pile_on_the_cri_when_hung():
     assert total > m.goroutines_base + 500
     groups = [int(line.split(" @ ")[0]) for line in dump1.splitlines() if " @ 0x" in line]
     assert sum(groups) == total
-    invoke_groups = [b for b in dump1.split("\n", 1)[1].split("\n\n") if "google.golang.org/grpc.(*ClientConn).Invoke" in b]
+    invoke_groups = [b for b in dump1.split("\n", 1)[1].split("\n\n")
+                     if "google.golang.org/grpc.(*ClientConn).Invoke" in b]
     assert sum(int(b.split(" @ ")[0]) for b in invoke_groups) > 300
-    relist = [b for b in invoke_groups if "k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).Relist" in b]
+    relist = [b for b in invoke_groups
+              if "k8s.io/kubernetes/pkg/kubelet/pleg.(*GenericPLEG).Relist" in b]
     assert relist and "ListPodSandbox" in relist[0]
     dump2 = render_goroutines(m, now + 900, debug=2).decode()
     assert dump2.count("\ngoroutine ") + 1 == total

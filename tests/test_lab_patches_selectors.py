@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lab.apiserver import (PatchError, apply_json_patch, apply_merge_patch, apply_patch,
-                           apply_strategic_merge_patch)
-from lab.selectors import (SelectorError, make_predicate, parse_field_selector,
-                           parse_label_selector)
+from lab.apiserver import (
+    PatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    apply_patch,
+    apply_strategic_merge_patch,
+)
+from lab.selectors import SelectorError, make_predicate, parse_field_selector, parse_label_selector
 from lab.store import Stored
 from lab.tables import csr_condition, node_roles, node_status, print_event, print_pod
 

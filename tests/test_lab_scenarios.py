@@ -25,9 +25,10 @@ def condition(lab, node: str, ctype: str) -> dict:
 
 
 def test_scenarios_command_lists_every_scenario_with_domain_and_action():
-    from tui.cli import main
-    import io
     import contextlib
+    import io
+
+    from tui.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

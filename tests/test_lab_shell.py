@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lab import shell
-from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine import Fault, GiB, LabPod, Machine, MiB
 from lab.machine_files import default_files
 from lab.pki import CA
 from tests.conftest import SCENARIO_NODES
@@ -78,7 +78,7 @@ def m(clock: Clock) -> Machine:
     return make_machine(clock.t)
 
 
-# -- the interpreter --------------------------------------------------------------------------------
+# -- the interpreter -------------------------------------------------------------------------------
 async def test_unknown_command_is_127(m):
     rc, out, err = await sh(m, "foo --bar")
     assert rc == 127 and err == "bash: foo: command not found\n" and out == ""
@@ -178,7 +178,7 @@ async def test_huge_and_binary_output_pass_through(m):
     assert out == big * 5000
 
 
-# -- systemd ------------------------------------------------------------------------------------------
+# -- systemd ---------------------------------------------------------------------------------------
 async def test_systemctl_status_layout(m):
     rc, out, _ = await sh(m, "systemctl status kubelet")
     lines = out.splitlines()
@@ -295,7 +295,7 @@ async def test_journalctl_follow_streams_and_cancels(m):
         await asyncio.wait_for(task, 5)
 
 
-# -- the runtime --------------------------------------------------------------------------------------
+# -- the runtime -----------------------------------------------------------------------------------
 async def test_crictl_lists(m):
     rc, out, _ = await sh(m, "crictl ps")
     head, *rows = out.splitlines()
@@ -426,7 +426,7 @@ async def test_dmesg_has_preamble_and_oom(m):
     assert (await sh(m, "dmesg", user="ubuntu"))[0] == 1
 
 
-# -- files, certificates, processes, network, time --------------------------------------------------
+# -- files, certificates, processes, network, time -------------------------------------------------
 async def test_ls_and_cat(m):
     m.cni_bin.discard("calico")
     rc, out, _ = await sh(m, "ls -la /opt/cni/bin/")
@@ -535,7 +535,7 @@ async def test_misc_identity(m):
 
 def _free_m(out: str) -> dict[str, int]:
     head = out.splitlines()[0].split()
-    return dict(zip(head, map(int, out.splitlines()[1].split()[1:])))
+    return dict(zip(head, map(int, out.splitlines()[1].split()[1:]), strict=False))
 
 
 async def test_free_never_shows_more_used_than_total(m):

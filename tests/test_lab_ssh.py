@@ -13,11 +13,10 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from test_lab_shell import make_machine  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from lab.machine import Fault
 from lab.sshd import BASTION_ALIAS, SshLab
-
-from test_lab_shell import make_machine  # noqa: E402  (tests/ is on sys.path under pytest)
 
 SSH = shutil.which("ssh")
 needs_openssh = pytest.mark.skipif(SSH is None, reason="OpenSSH client not installed")

@@ -6,8 +6,8 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -117,7 +117,7 @@ def test_openssl_text(text, nb, na, subject):
     import datetime as dt
 
     def ts(iso):
-        return dt.datetime.fromisoformat(iso).replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.fromisoformat(iso).replace(tzinfo=dt.UTC).timestamp()
 
     d = certs.parse_openssl(text)
     assert not d.error

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -111,7 +110,8 @@ def test_lease_ages_are_fresh_for_healthy_nodes_and_stale_for_cert_expired(serve
     expired = [n for n, s in served_lab.info["scenarios"].items() if s == "cert-expired"][0]
     feed = FleetFeed(Kube(str(served_lab.kubeconfig)), pods=False)
     with running(feed) as fleet:
-        fleet.wait(lambda f: len(f.leases) == served_lab.info["nodes"], why="every lease")
+        fleet.wait(lambda f: len(f.leases) == len(f.nodes) == served_lab.info["nodes"],
+                   why="every node and its lease")
         now = time.time()
         assert now - fleet.leases[expired] > 40
         healthy = [n for n in fleet.nodes if n not in served_lab.info["scenarios"]]

@@ -261,7 +261,7 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
     assert runs.read_text() == "2"
 
 
-# -- errors, each worded for a person ---------------------------------------------------------------
+# -- errors, each worded for a person --------------------------------------------------------------
 
 def test_missing_kubeconfig(tmp_path, monkeypatch):
     with pytest.raises(KubeError, match="no kubeconfig at .*missing"):

@@ -12,13 +12,19 @@ import time
 
 import pytest
 
+from conftest import SCENARIO_NODES
 from probes import certs
 from probes.kube import Kube
-from probes.kubelet import (AUTO, DIRECT, PROXY, SSH, KubeletClient, parse_goroutines,
-                            partition_signature)
+from probes.kubelet import (
+    AUTO,
+    DIRECT,
+    PROXY,
+    SSH,
+    KubeletClient,
+    parse_goroutines,
+    partition_signature,
+)
 from probes.observation import Status
-
-from conftest import SCENARIO_NODES
 
 HEALTHY = "node-0001"
 DEADLOCK = SCENARIO_NODES["containerd-deadlock"]
@@ -40,7 +46,7 @@ def ssh_runner(lab, jump=lambda: []):
             stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             return None, "", "", True
@@ -58,7 +64,7 @@ async def client(served_lab):
     await c.aclose()
 
 
-# -- healthz ----------------------------------------------------------------------------------------
+# -- healthz ---------------------------------------------------------------------------------------
 async def test_healthz_via_proxy_on_a_healthy_node(client):
     obs = await client.healthz(HEALTHY, PROXY)
     assert obs.status == Status.OK, obs
@@ -181,7 +187,7 @@ async def test_a_partitioned_proxy_is_remembered_and_tried_again_later(served_la
               f"next (SSH first) {second_took:.2f} s")
 
 
-# -- metrics ----------------------------------------------------------------------------------------
+# -- metrics ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("via", [PROXY, DIRECT, SSH])
 async def test_metrics_by_every_path(client, via):
     obs = await client.metrics(HEALTHY, via)
@@ -217,7 +223,7 @@ async def test_metrics_keep_raw_quotes_the_whole_payload(client):
     assert obs.raw.startswith("# HELP") and "workqueue_" in obs.raw
 
 
-# -- configz, goroutines, logs ------------------------------------------------------------------------
+# -- configz, goroutines, logs ---------------------------------------------------------------------
 async def test_configz(client):
     obs = await client.configz(HEALTHY, PROXY)
     assert obs.status == Status.OK
@@ -257,7 +263,7 @@ async def test_log_query(client):
     assert bad.status == Status.ERROR and "unsupported characters" in bad.reason
 
 
-# -- credentials: token, exec plugin; failures: refused, hung -----------------------------------------
+# -- credentials: token, exec plugin; failures: refused, hung --------------------------------------
 async def test_token_and_exec_plugin_credentials(served_lab, tmp_path):
     viewer = Kube(str(served_lab.kubeconfig), context="nodewb-lab-viewer")
     async with KubeletClient(viewer, read_timeout=10) as c:
@@ -334,7 +340,7 @@ def test_partition_signature_only_for_the_proxy_failing():
     assert not partition_signature(Fetch(DIRECT, "u", 503))
 
 
-# -- certificates on lab nodes ------------------------------------------------------------------------
+# -- certificates on lab nodes ---------------------------------------------------------------------
 async def test_expired_client_certificate_read_over_ssh(served_lab):
     obs = await certs.read_client_certificate(ssh_runner(served_lab), EXPIRED)
     assert obs.status == Status.BAD, obs
@@ -366,7 +372,7 @@ async def test_clock_skew_node_sees_certificates_as_not_yet_valid(served_lab):
     assert ours.status == Status.OK
 
 
-# -- goroutine dumps --------------------------------------------------------------------------------
+# -- goroutine dumps -------------------------------------------------------------------------------
 def test_parse_goroutines_of_a_real_shaped_dump():
     text = ("goroutine profile: total 7\n"
             "4 @ 0x43a1b6 0x40c3a5 0x4a1c2e\n"

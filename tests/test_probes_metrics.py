@@ -12,12 +12,24 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.machine import GiB, MiB, Fault, LabPod, Machine
+from lab.machine import Fault, GiB, LabPod, Machine, MiB
 from lab.machine_files import KUBELET_CONFIG
 from lab.metrics import KubeletMetrics
-from probes.metrics import (COUNTS_READ, FAMILIES, LABELS_READ, Figure, KubeletSignals, Scrape,
-                            histogram_quantile, parse, parse_labels, prefilter, project, reduce,
-                            scrape_from_families)
+from probes.metrics import (
+    COUNTS_READ,
+    FAMILIES,
+    LABELS_READ,
+    Figure,
+    KubeletSignals,
+    Scrape,
+    histogram_quantile,
+    parse,
+    parse_labels,
+    prefilter,
+    project,
+    reduce,
+    scrape_from_families,
+)
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kubelet-metrics"
 V121 = DATA / "datadog_kubelet_metrics_1_21.txt"
@@ -161,7 +173,8 @@ def test_prefilter_keeps_only_our_families():
 def test_escaped_and_loosely_written_labels_are_read_like_prometheus_does():
     text = ('# TYPE rest_client_requests_total counter\n'
             'rest_client_requests_total{code="200",host="a\\"b\\\\c\\nd",method="GET"} 3\n'
-            'rest_client_requests_total{ code = "503" , host="x,y}z" , method="PUT", } 2 1700000000000\n'
+            'rest_client_requests_total{ code = "503" , host="x,y}z" , method="PUT", } '
+              '2 1700000000000\n'
             'go_goroutines\t17\n')
     s = parse(text.encode())
     assert s.ok and s.bad_lines == 0, s.errors
@@ -352,7 +365,8 @@ def test_two_real_scrapes_give_rates_from_their_difference():
                    lambda m: f"{m.group(1)} {int(float(m.group(3))) + 30}", later)
     later = later.replace('kubelet_runtime_operations_errors_total{operation_type="exec_sync"} 16',
                           'kubelet_runtime_operations_errors_total{operation_type="exec_sync"} 19')
-    later = later.replace("process_cpu_seconds_total 110425.94", "process_cpu_seconds_total 110428.94")
+    later = later.replace("process_cpu_seconds_total 110425.94",
+                          "process_cpu_seconds_total 110428.94")
     host = "3FFBFD220E427C1C2DCAB691B805C88C.gr7.us-east-1.eks.amazonaws.com"
     later += f'rest_client_requests_total{{code="503",host="{host}",method="PUT"}} 2\n'
     a = parse(payload, at=1000.0)
@@ -489,9 +503,12 @@ def test_kubelet_restart_is_a_counter_reset():
 
 def test_one_series_reset_alone_falls_back_to_its_cumulative_buckets():
     text = ('# TYPE kubelet_runtime_operations_duration_seconds histogram\n'
-            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",le="1"} %d\n'
-            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",le="10"} %d\n'
-            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",le="+Inf"} %d\n'
+            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",'
+              'le="1"} %d\n'
+            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",'
+              'le="10"} %d\n'
+            'kubelet_runtime_operations_duration_seconds_bucket{operation_type="status",'
+              'le="+Inf"} %d\n'
             'kubelet_runtime_operations_duration_seconds_count{operation_type="status"} %d\n')
     a = parse((text % (100, 100, 100, 100)).encode(), at=10)
     b = parse((text % (0, 4, 4, 4)).encode(), at=20)
@@ -582,7 +599,8 @@ def test_bad_lines_cost_only_themselves():
            "kubelet_pleg_discard_events{a=b} 1\n"
            "rest_client_requests_total{code=\"200\" 5\n"
            "go_goroutines_x one\n")
-    s = parse((good + bad).encode() + b"kubelet_runtime_operations_total{operation_type=\"\xff\xfe\"} 1\n",
+    s = parse((good + bad).encode()
+              + b"kubelet_runtime_operations_total{operation_type=\"\xff\xfe\"} 1\n",
               at=1.648119280e9)
     assert s.ok
     assert s.bad_lines == 6, s.errors
@@ -614,8 +632,9 @@ def test_gzip_and_str_payloads():
 
 
 def test_random_garbage_never_raises():
-    hypothesis = pytest.importorskip("hypothesis")
-    from hypothesis import given, settings, strategies as st
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     base = real(V121)[:20000] if V121.exists() else b"go_goroutines 3\n"
     lines = base.split(b"\n")

@@ -402,7 +402,8 @@ async def test_serving_certificate_not_yet_valid_on_a_clock_behind(served_lab, s
     serving = {o.probe: o for o in obs}["kubelet.cert.serving"]
     assert serving.status is Status.BAD, serving.summary
     assert serving.data["state"] == "not_yet_valid"
-    assert serving.data["local_view"] == "valid"  # on our clock it is fine: the clock is the finding
+    # on our clock it is fine: the clock is the finding
+    assert serving.data["local_view"] == "valid"
     assert serving.data["node_clock_offset"] == pytest.approx(-2 * 86400 - 1234.5, abs=30)
     assert "not yet valid" in serving.summary and "clock running behind" in serving.summary
     # the tree reads it: a clock behind, never an expired certificate

@@ -19,8 +19,16 @@ import pytest
 
 from conftest import SCENARIO_NODES
 from probes.observation import Status
-from probes.ssh import (AuthFailed, CommandTimeout, HostKeyChanged, HostKeyUnknown, SshClient,
-                        SshError, StreamGap, Unreachable)
+from probes.ssh import (
+    AuthFailed,
+    CommandTimeout,
+    HostKeyChanged,
+    HostKeyUnknown,
+    SshClient,
+    SshError,
+    StreamGap,
+    Unreachable,
+)
 from probes.ssh_journal import RESUME_LINES, JournalResume
 from probes.ssh_target import SshConfig, parse_destination
 

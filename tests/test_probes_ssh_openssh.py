@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-
 from _sshd import needs_sshd, start_sshd
+
 from conftest import SCENARIO_NODES
 from probes.ssh import AuthFailed, HostKeyChanged, HostKeyUnknown, SshClient, StreamGap
 

@@ -12,12 +12,21 @@ import time
 
 import pytest
 
-from triage.actions import (ACTIONS, FORBIDDEN, ActionContext, NotCleared, plan_action,
-                            run_plan)
+from triage.actions import ACTIONS, FORBIDDEN, ActionContext, NotCleared, plan_action, run_plan
 from triage.audit import AuditLog, AuditRecord, default_path
 from triage.evidence import write_bundle
-from triage.guards import (BLOCKED, OK, PARTITION_WARNING, Cleared, Guard, GuardReport, Refused,
-                           override_phrase, redeem, refuse_early)
+from triage.guards import (
+    BLOCKED,
+    OK,
+    PARTITION_WARNING,
+    Cleared,
+    Guard,
+    GuardReport,
+    Refused,
+    override_phrase,
+    redeem,
+    refuse_early,
+)
 from triage.pod_target import _onset, _ps_memory
 from triage.rules import LEAVES
 from triage.verdict import Verdict
@@ -261,15 +270,20 @@ def test_journal_pattern_falls_back_to_the_domains_usual_errors():
 PS = """\
     PID    PPID      RSS  COMMAND
   14359   14339   286871 /usr/local/bin/cart-redis
-  14339       1    11000 /usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id 07660d89914f3aa1 -address /run/containerd/containerd.sock
-  52365       1    11000 /usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id 8ef98caeae7122bb -address /run/containerd/containerd.sock
+  14339       1    11000 /usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id 07660d89914f3aa1 \
+-address /run/containerd/containerd.sock
+  52365       1    11000 /usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id 8ef98caeae7122bb \
+-address /run/containerd/containerd.sock
   52385   52365       400 /pause
   52386   52365 32000000 /usr/local/bin/fluentd-aggregator
 """
 CRICTL = """\
-POD ID              CREATED             STATE               NAME                                    NAMESPACE           ATTEMPT             RUNTIME
-8ef98caeae712       13 minutes ago      Ready               fluentd-aggregator-5b7d9c6f4-hx8kp      logging             0                   (default)
-07660d89914f3       4 days ago          Ready               cart-redis-hl84c7btd-2z6j6              apps                0                   (default)
+POD ID              CREATED             STATE               \
+NAME                                    NAMESPACE           ATTEMPT             RUNTIME
+8ef98caeae712       13 minutes ago      Ready               \
+fluentd-aggregator-5b7d9c6f4-hx8kp      logging             0                   (default)
+07660d89914f3       4 days ago          Ready               \
+cart-redis-hl84c7btd-2z6j6              apps                0                   (default)
 """
 
 

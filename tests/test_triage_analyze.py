@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -482,8 +483,8 @@ def lease(renew: str, name: str = "node-0004") -> str:
 
 
 def iso(ts: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    from datetime import datetime
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_lease_is_judged_at_capture_time(tmp_path):

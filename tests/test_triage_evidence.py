@@ -21,8 +21,7 @@ import pytest
 from conftest import ROOT, SCENARIO_NODES
 from lab.scenarios import SCENARIOS
 from triage.capture import GRACE, HANG_MARK, capture_node
-from triage.evidence import (EvidenceError, MANIFEST, default_dir, verify_bundle,
-                             write_bundle)
+from triage.evidence import MANIFEST, EvidenceError, default_dir, verify_bundle, write_bundle
 from triage.redact import redact_bytes, redact_text
 
 NOW = 1_795_000_000.0

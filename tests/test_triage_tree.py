@@ -108,7 +108,8 @@ def diagnose(observations: list[Observation], **kw) -> Diagnosis:
 
 
 PLEG_LINE = ('E1121 09:07:50.901695 2086 kubelet.go:2412] "Skipping pod synchronization" '
-             'err="PLEG is not healthy: pleg was last seen active 4m27.012s ago; threshold is 3m0s"')
+             'err="PLEG is not healthy: pleg was last seen active 4m27.012s ago; '
+             'threshold is 3m0s"')
 PLEG_MSG = "PLEG is not healthy: pleg was last seen active 4m27.012s ago; threshold is 3m0s"
 CNI_LINE = ('E1121 kubelet.go:3002] "Container runtime network not ready" networkReady="'
             'NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns '
@@ -190,7 +191,8 @@ def test_each_domain_is_confirmed(domain):
     d = diagnose(CASES[domain])
     states = d.domains()
     assert states[domain].status == "confirmed"
-    assert states[domain].evidence and all(isinstance(e, str) and e for e in states[domain].evidence)
+    assert states[domain].evidence and all(isinstance(e, str) and e
+                                           for e in states[domain].evidence)
     v = d.verdict()
     assert v.verdict == domain
     leaf = R.LEAVES[domain]
@@ -384,7 +386,7 @@ def test_a_newer_observation_replaces_the_older():
     assert d.domains()["runtime_down"].status == "ruled_out"
 
 
-# -- blast radius -----------------------------------------------------------------------------------
+# -- blast radius ----------------------------------------------------------------------------------
 def test_blast_radius_note_when_notready_nodes_share_a_zone():
     sib = [{"name": f"node-{i:04d}", "zone": "us-east-1b" if i < 14 else "us-east-1a",
             "pool": "general", "os_image": "ami-2" if i < 14 else "ami-1",
@@ -414,7 +416,7 @@ def test_no_blast_radius_for_scattered_or_few_failures():
     assert blast_radius(scattered) == []
 
 
-# -- the verdict -------------------------------------------------------------------------------------
+# -- the verdict -----------------------------------------------------------------------------------
 def test_json_shape_matches_the_contract():
     v = diagnose(with_(healthy_set(), *CASES["disk_pressure"])).verdict()
     out = json.loads(v.to_json())
@@ -508,7 +510,7 @@ def test_triage_imports_no_ui_or_lab():
                 assert m.split(".")[0] not in ("textual", "tui", "lab"), (name, m)
 
 
-# -- on the served lab -------------------------------------------------------------------------------
+# -- on the served lab -----------------------------------------------------------------------------
 LAB_CASES = {
     "pleg-slow-io": "pleg_runtime_slow", "containerd-deadlock": "runtime_down",
     "runtime-dead": "runtime_down", "cert-expired": "cert_expired",
@@ -827,7 +829,7 @@ def test_every_action_the_tree_names_exists_and_each_leaf_leads_with_its_fix():
     named = {a for leaf in LEAVES.values() for a in leaf.actions}
     named |= {a for acts in LEAF_ACTIONS.values() for a in acts}
     assert named <= set(ACTIONS)
-    for (domain, leaf), acts in LEAF_ACTIONS.items():
+    for (domain, leaf), _acts in LEAF_ACTIONS.items():
         assert leaf in dict(LEAF_CAUSES[domain]), (domain, leaf)
     healing = {s.action for s in SCENARIOS.values() if s.action}
     assert healing <= set(ACTIONS)

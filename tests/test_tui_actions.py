@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_tui_diagnosis import Replay, context, recorded
+from tests.test_tui_node import DEADLOCK, FROZEN, app_with, open_node
 from triage.actions import ACTIONS, ActionContext, plan_action
 from triage.evidence import Bundle, EvidenceError
 from triage.guards import BLOCKED, OK, WARN, Check, GuardReport, override_phrase
 from triage.verify import NOT_FIXED, VERIFIED, Progress, VCheck
-from tests.test_tui_diagnosis import Replay, context, recorded
-from tests.test_tui_node import DEADLOCK, FROZEN, app_with, open_node
 from tui.node_actions import ActionScreen, ActionsMenu, ConfirmScreen, menu_order
 from tui.node_report import ReportScreen
 from tui.node_verify import VerifyScreen
@@ -26,7 +26,7 @@ from tui.node_verify import VerifyScreen
 class ScriptedAttempt:
     """What tui.node_screen uses of triage.workflow.Attempt, with scripted outcomes."""
 
-    instances: list["ScriptedAttempt"] = []
+    instances: list[ScriptedAttempt] = []
 
     def __init__(self, kube, ssh, kubelet, node, *, verdict=None, enabled=False, timeline=None,
                  kube_context="", internal_ip=None, capture_fails: str = "",

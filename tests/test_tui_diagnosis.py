@@ -12,8 +12,17 @@ from rich.text import Text
 
 from probes.node_checks import scan_journal
 from probes.observation import Observation, Status
-from tests.test_tui_node import (DEADLOCK, FROZEN, HEALTHY, FakeKube, FakeKubelet, FakeSsh,
-                                 app_with, open_node, seed)
+from tests.test_tui_node import (
+    DEADLOCK,
+    FROZEN,
+    HEALTHY,
+    FakeKube,
+    FakeKubelet,
+    FakeSsh,
+    app_with,
+    open_node,
+    seed,
+)
 from tests.test_tui_node import recorded_scenario as recorded
 from tui.node_context import NodeContext
 from tui.node_diagnosis import DOMAIN_ORDER, DiagnosisPanel
@@ -82,7 +91,7 @@ def tree_text(panel: DiagnosisPanel) -> str:
             for child in node.children:
                 walk(child, depth + 1)
 
-    walk(panel.tree.root, 0)
+    walk(panel.decision_tree.root, 0)
     return "\n".join(lines)
 
 
@@ -175,9 +184,9 @@ async def test_keys_move_open_close_and_show_the_line_in_full():
         screen = await open_node(app, pilot, DEADLOCK)
         panel = await ready(screen, pilot, replay)
         await pilot.press("tab")
-        assert screen.current == 1 and app.focused is panel.tree
+        assert screen.current == 1 and app.focused is panel.decision_tree
         node = panel._domain_nodes["runtime_down"]
-        panel.tree.move_cursor(node)
+        panel.decision_tree.move_cursor(node)
         await pilot.pause()
         assert node.is_expanded
         detail = str(panel.query_one("#diagnosis-detail").render())

@@ -12,7 +12,8 @@ import pytest
 from probes.kube import NodeRecord, node_record
 from tui.app import NodewbApp
 from tui.config import Config
-from tui.feed import FeedEvent as E, FleetSource
+from tui.feed import FeedEvent as E
+from tui.feed import FleetSource
 from tui.fleet_model import Entry, Group
 from tui.fleet_screen import FleetScreen
 from tui.fleet_table import FleetTable
@@ -100,7 +101,7 @@ def row_names(app: NodewbApp) -> list[str]:
     return [r.rec.name for r in table_of(app).rows if isinstance(r, Entry)]
 
 
-# -- snapshots --------------------------------------------------------------------------------------
+# -- snapshots -------------------------------------------------------------------------------------
 
 def test_snapshot_healthy_lab(snap_compare):
     records = lab_records(40, ["pleg-slow-io@node-0003"])  # one failure among healthy nodes
@@ -161,7 +162,7 @@ def test_there_are_six_themes_with_dark_light_and_high_contrast():
     assert {"nodewb-dark", "nodewb-light", "nodewb-high-contrast"} <= set(THEMES)
 
 
-# -- pilot: what each key does ----------------------------------------------------------------------
+# -- pilot: what each key does ---------------------------------------------------------------------
 
 async def test_first_rows_not_ready_first_and_counts():
     records = lab_records()
@@ -461,7 +462,7 @@ async def test_stale_marks_and_recovers():
         assert records[0].name not in row_names(app)  # no ghosts after the relist
 
 
-# -- the real thing ---------------------------------------------------------------------------------
+# -- the real thing --------------------------------------------------------------------------------
 
 @pytest.mark.kubectl
 async def test_fleet_from_the_served_lab(served_lab):

@@ -19,7 +19,8 @@ from textual.widgets import Static
 from probes.kube import Kube, KubeError, NodeRecord, node_record
 from tui.app import NodewbApp
 from tui.config import Config
-from tui.feed import FeedEvent as E, FleetSource
+from tui.feed import FeedEvent as E
+from tui.feed import FleetSource
 from tui.fleet_model import COLUMN_BY_ID, ESSENTIAL, SORT_ORDER, FleetModel, layout
 from tui.fleet_screen import why_not_connected
 from tui.themes import load_themes

@@ -10,8 +10,16 @@ import pytest
 
 from probes.kube import NodeRecord, node_record
 from tui.feed import FeedEvent as E
-from tui.fleet_model import (COLUMNS, FleetModel, Entry, Group, compile_filter, layout,
-                             short_message, static_cells)
+from tui.fleet_model import (
+    COLUMNS,
+    Entry,
+    FleetModel,
+    Group,
+    compile_filter,
+    layout,
+    short_message,
+    static_cells,
+)
 
 FROZEN = 1_794_000_000.0
 

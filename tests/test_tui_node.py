@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,7 @@ _SEEDS: dict[str, Seed] = {}
 
 
 def _journal_text(name: str, e) -> str:
-    stamp = datetime.fromtimestamp(e.ts, timezone.utc).strftime("%b %d %H:%M:%S")
+    stamp = datetime.fromtimestamp(e.ts, UTC).strftime("%b %d %H:%M:%S")
     return f"{stamp} {name} {e.ident}[{e.pid}]: {e.message}"
 
 
@@ -357,7 +357,7 @@ def test_recordings_cover_the_real_plan():
         assert {o.node for o in recorded(node)} == {node}
 
 
-# -- pilot: every key --------------------------------------------------------------------------------
+# -- pilot: every key ------------------------------------------------------------------------------
 async def test_keys_pause_search_rerun_panels_help_back():
     ctx = context_for(DEADLOCK)
     app = app_with(DEADLOCK, ctx)
@@ -518,7 +518,7 @@ async def test_signals_fill_from_scrapes_and_name_the_path():
         assert screen.query_one("#signal-goroutines").has_class("-over")
 
 
-# -- outside text ------------------------------------------------------------------------------------
+# -- outside text ----------------------------------------------------------------------------------
 def test_clean_line_shows_escapes_and_controls_as_text():
     assert clean_line("\x1b[31mred\x1b[0m plain") == "\\x1b[31mred\\x1b[0m plain"
     assert clean_line("bell\x07 nul\x00") == "bell\\x07 nul\\x00"
@@ -583,7 +583,7 @@ async def test_without_ssh_the_journal_polls_the_log_query():
         assert "log query" in screen.journal.source
 
 
-# -- the real thing ----------------------------------------------------------------------------------
+# -- the real thing --------------------------------------------------------------------------------
 @pytest.mark.kubectl
 async def test_node_screen_against_the_served_lab(served_lab):
     from tests.conftest import SCENARIO_NODES

@@ -24,7 +24,8 @@ def test_every_shipped_theme_loads():
     ('name = "x"\ndark = "yes"\nprimary = "#fff"\nbackground = "#000"\nforeground = "#fff"\n'
      'error = "#f00"\nwarning = "#ff0"\nsuccess = "#0f0"\n', "dark must be true or false"),
     ('name = "x"\ndark = true\nprimary = "#fff"\nbackground = "#000"\nforeground = "#fff"\n'
-     'error = "#f00"\nwarning = "#ff0"\nsuccess = "#0f0"\nprimery = "#fff"\n', "unknown key primery"),
+     'error = "#f00"\nwarning = "#ff0"\nsuccess = "#0f0"\nprimery = "#fff"\n',
+     "unknown key primery"),
     ('name = "x\n', "not valid TOML"),
 ])
 def test_a_bad_theme_names_the_file_and_the_key(tmp_path: Path, body: str, words: str):

@@ -17,11 +17,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from triage import api_write
 from triage.pod_target import NoTarget, choose_pod
+
+if TYPE_CHECKING:
+    from probes.kube import Kube
+    from probes.kubelet import KubeletClient
+    from probes.ssh import SshClient
+    from triage.verdict import Verdict
 
 __all__ = ["Action", "ActionContext", "Plan", "Step", "StepResult", "RunResult", "Need",
            "PlanError", "StepFailed", "NotCleared", "ACTIONS", "FORBIDDEN", "plan_action",
@@ -102,7 +109,7 @@ class Step:
 
 @dataclass
 class Plan:
-    action: "Action"
+    action: Action
     node: str
     steps: list[Step]
     needs: list[Need]
@@ -134,11 +141,11 @@ class Plan:
 
 @dataclass
 class ActionContext:
-    kube: Any  # probes.kube.Kube
-    ssh: Any | None  # probes.ssh.SshClient
-    kubelet: Any | None  # probes.kubelet.KubeletClient
+    kube: Kube
+    ssh: SshClient | None
+    kubelet: KubeletClient | None
     node: str
-    verdict: Any | None = None  # triage.verdict.Verdict
+    verdict: Verdict | None = None
     node_object: dict | None = None
     params: dict[str, Any] = field(default_factory=dict)
 

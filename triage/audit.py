@@ -16,9 +16,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["AuditRecord", "AuditLog", "AuditTrail", "default_path", "RESULTS", "new_id",
            "plan_fields", "cleared_fields"]

@@ -26,8 +26,9 @@ import asyncio
 import json
 import shlex
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from probes import node_checks as nc
@@ -112,7 +113,7 @@ async def _ssh_item(ssh: Any, node: str, name: str, command: str, limit: float) 
     detail: dict[str, Any] = {"source": "ssh", "command": command, "started": started}
     try:
         r = await asyncio.wait_for(ssh.run(node, command, limit), limit + GRACE)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         # the SSH session did not even report back: the transport hung, not the command
         detail.update(ssh_timed_out=True, seconds=round(time.monotonic() - t0, 3))
         return Item(name, None, detail, f"{name}: no answer over SSH in {limit + GRACE:g} s "
@@ -150,7 +151,7 @@ async def _kubelet_item(kubelet: Any, node: str, name: str, path: str, limit: fl
     try:
         f, attempts = await asyncio.wait_for(
             kubelet.fetch_auto(node, path, timeout=limit, accept=accept), 2 * limit + GRACE)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         detail.update(timed_out=True, seconds=round(time.monotonic() - t0, 3))
         return Item(name, hang_note(f"GET {path}", 2 * limit + GRACE, 0, "kubelet"), detail,
                     f"{name}: the kubelet did not answer {path} in {2 * limit + GRACE:g} s "
@@ -198,7 +199,7 @@ async def _api_item(kube: Any, name: str | None, path: str, params: dict | None,
         obj = await asyncio.wait_for(
             asyncio.to_thread(kube.get_json, path, params, timeout=(5.0, API_TIMEOUT),
                               doing=doing), API_TIMEOUT + GRACE)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         detail.update(timed_out=True, seconds=round(time.monotonic() - t0, 3))
         return Item(label, None, detail, f"{label}: the API server did not answer in "
                                          f"{API_TIMEOUT + GRACE:g} s")

@@ -9,7 +9,7 @@ from the outside world (event messages, labels) are replaced, so the text prints
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from probes.kube import age, parse_time
@@ -27,7 +27,7 @@ def _clean(value: Any) -> str:
 def _when(ts: float, now: float) -> str:
     if not ts:
         return "-"
-    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"{stamp} ({age(ts, now)} ago)"
 
 

@@ -26,10 +26,11 @@ import socket
 import tarfile
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from triage.redact import redact_bytes, redact_text
 
@@ -84,11 +85,11 @@ def current_version() -> str:
 
 
 def _stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds") \
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
 
 
@@ -419,7 +420,7 @@ def verify_bundle(path: Path | str, expected_sha256: str | None = None) -> Bundl
     extra = sorted(set(found) - set(listed))
     if extra:
         raise EvidenceError(f"{p}: {', '.join(extra)} not listed in the manifest")
-    times = manifest.get("times") if isinstance(manifest.get("times"), dict) else {}
+    times = manifest["times"] if isinstance(manifest.get("times"), dict) else {}
     started = times.get("started")
     finished = times.get("finished")
     node = manifest.get("node")

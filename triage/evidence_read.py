@@ -24,15 +24,17 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from probes import metrics as metrics_mod
 from probes import node_checks as nc
 from probes.kube import node_record, parse_time
-from probes.observation import Observation, Status
 from probes.node_probes import LEASE_DURATION, conditions_text, ready_words
+from probes.observation import Observation, Status
 from probes.ssh import CommandResult
 from triage.capture import HANG_MARK
 from triage.evidence import member_problem
@@ -240,7 +242,7 @@ def _read_manifest(f: Path, ev: Evidence) -> None:
     files = obj.get("files")
     if isinstance(files, dict):
         ev.entries = {str(k): v for k, v in files.items() if isinstance(v, dict)}
-    times = obj.get("times") if isinstance(obj.get("times"), dict) else {}
+    times = obj["times"] if isinstance(obj.get("times"), dict) else {}
     for key in ("captured", "captured_at", "finished", "end", "started", "start", "time"):
         v = times.get(key, obj.get(key))
         ts = _epoch(v)
@@ -649,7 +651,7 @@ _CONDITION_ROW = re.compile(
 
 
 def _describe_time(text: str) -> str | None:
-    from datetime import datetime, timezone
+    from datetime import datetime
     text = text.strip()
     if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", text):
         return text  # already RFC 3339 (nodewb's own describe-node.txt)
@@ -657,7 +659,7 @@ def _describe_time(text: str) -> str | None:
         when = datetime.strptime(text, "%a, %d %b %Y %H:%M:%S %z")
     except ValueError:
         return None
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe_node_object(text: str) -> dict[str, Any]:

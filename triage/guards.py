@@ -42,7 +42,7 @@ _MINTED: dict[str, tuple[str, float]] = {}  # token secret -> (plan fingerprint,
 class Refused(Exception):
     """The guard says no; `reason` is for a person, `report` has every check."""
 
-    def __init__(self, reason: str, report: "GuardReport | None" = None) -> None:
+    def __init__(self, reason: str, report: GuardReport | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.report = report

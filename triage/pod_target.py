@@ -152,10 +152,10 @@ def _ps_memory(ps_out: str, crictl_out: str) -> dict[tuple[str, str], int]:
                 if sandbox.startswith(short):
                     shims[pid] = ref
     out: dict[tuple[str, str], int] = {}
-    for pid, ppid, rss in rows:
-        ref = shims.get(ppid)
-        if ref is not None:
-            out[ref] = out.get(ref, 0) + rss * 1024
+    for _pid, ppid, rss in rows:
+        owner = shims.get(ppid)
+        if owner is not None:
+            out[owner] = out.get(owner, 0) + rss * 1024
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _hms(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
 def _cell(text: Any) -> str:
@@ -156,8 +156,9 @@ def incident_report(timeline: Timeline, verdict: Any, bundle: Any, node: str | N
     if actions:
         for e in actions:
             commands = [c for c in str(e.detail.get("command") or "").splitlines() if c.strip()]
-            outcome = {True: "succeeded", False: "failed"}.get(e.detail.get("ok"), "started")
-            out.append(f"- {_hms(e.time)} **{_line(e.detail.get('action', '?'))}** {outcome}"
+            ok = e.detail.get("ok")
+            ended = "succeeded" if ok is True else "failed" if ok is False else "started"
+            out.append(f"- {_hms(e.time)} **{_line(e.detail.get('action', '?'))}** {ended}"
                        + (f": {_code(_line(commands[0]))}" if len(commands) == 1 else "")
                        + (f" — {_line(e.detail['result'])}" if e.detail.get("result") else ""))
             if len(commands) > 1:

@@ -16,8 +16,9 @@ runbooks' "don't" warnings (their own wording) and the action ids that heal it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from probes.observation import Observation, Status
 
@@ -174,6 +175,12 @@ def _cond(o: Observation, name: str) -> str | None:
 def _fig(o: Observation, name: str) -> float | None:
     v = _d(o, "signals", name, "value")
     return float(v) if isinstance(v, (int, float)) else None
+
+
+def _fig_at_most(o: Observation, name: str, limit: float) -> bool:
+    """The figure is known and no more than `limit`."""
+    v = _fig(o, name)
+    return v is not None and v <= limit
 
 
 def _mentions(o: Observation, rx: str) -> bool:
@@ -497,7 +504,8 @@ RULES: tuple[Rule, ...] = (
       lambda o: _d(o, "running") is False,
       "no kubelet process: it fails to start (config, swap, cgroup driver) or was killed"),
     R("kubelet.unit-failing", "kubelet", "kubelet_config", SUSPECT, ("node.systemd.kubelet",),
-      lambda o: o.status is Status.BAD, "the kubelet unit is not running or restarts over and over"),
+      lambda o: o.status is Status.BAD,
+      "the kubelet unit is not running or restarts over and over"),
     R("kubelet.rss", "kubelet", "memory_pid_pressure", SUSPECT, ("node.kubelet.process",),
       lambda o: (_d(o, "rss_mb") or 0) > (_d(o, "rss_limit_mb") or 500),
       "kubelet RSS above 500 MB"),
@@ -547,14 +555,14 @@ RULES: tuple[Rule, ...] = (
     R("pleg.relist-slow", "pleg", "pleg_runtime_slow", CONFIRM, ("kubelet.metrics",),
       lambda o: (_fig(o, "pleg_relist_p99") or 0) > 10 or (_fig(o, "pleg_last_relist_age") or 0)
       > 180, "PLEG relist p99 above 10 s, or no relist for 3 min",
-      lambda o: f"kubelet.metrics: " + "; ".join(
+      lambda o: "kubelet.metrics: " + "; ".join(
           b for b in _d(o, "signals", "breaches", default=[]) if "PLEG" in b),
       leaf="relist_slow"),
     R("pleg.runtime-ops-slow", "pleg", "pleg_runtime_slow", SUSPECT, ("kubelet.metrics",),
       lambda o: any("runtime list_" in b for b in _d(o, "signals", "breaches", default=[])),
       "runtime list operations p99 above 5 s", leaf="runtime_ops_slow"),
     R("pleg.relist-fast", "pleg", "pleg_runtime_slow", RULE_OUT, ("kubelet.metrics",),
-      lambda o: _fig(o, "pleg_relist_p99") is not None and _fig(o, "pleg_relist_p99") <= 10
+      lambda o: _fig_at_most(o, "pleg_relist_p99", 10)
       and (_fig(o, "pleg_last_relist_age") or 0) <= 180,
       "PLEG relist p99 within 10 s"),
     R("pleg.goroutines", "pleg", "memory_pid_pressure", SUSPECT, ("kubelet.goroutines",),
@@ -570,7 +578,7 @@ RULES: tuple[Rule, ...] = (
     R("cert.valid", "cert", "cert_expired", RULE_OUT, ("node.cert.client",),
       lambda o: _d(o, "state") in ("valid", "expiring"), "the client certificate is valid"),
     R("cert.metrics-ttl", "cert", "cert_expired", CONFIRM, ("kubelet.metrics",),
-      lambda o: _fig(o, "cert_ttl") is not None and _fig(o, "cert_ttl") <= 0,
+      lambda o: _fig_at_most(o, "cert_ttl", 0),
       "kubelet_certificate_manager_client_ttl_seconds is negative", leaf="client_expired"),
     R("cert.pending-csr", "cert", "cert_expired", SUSPECT, ("api.csr", "api.node"),
       lambda c, n: bool(_d(c, "pending")) and _d(n, "ready") != "True",
@@ -726,7 +734,8 @@ LEAVES: dict[str, Leaf] = {
          "kubelet has read-write access.",
          "Review runtime logs with journalctl -u containerd for crashes, thin pool exhaustion, or "
          "snapshotter errors."),
-        ("time crictl ps → answers within seconds", "systemctl status containerd → active (running)",
+        ("time crictl ps → answers within seconds",
+         "systemctl status containerd → active (running)",
          "ls -l /run/containerd/containerd.sock → present"),
         (_D_RUNTIME, _D_SHIMS),
         ("restart-containerd",),

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 __all__ = ["Timeline", "Entry", "KINDS"]
 
@@ -156,7 +157,7 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *,
-                  clock: Callable[[], float] = time.time) -> "Timeline":
+                  clock: Callable[[], float] = time.time) -> Timeline:
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
             raise ValueError("not a timeline: no entries list")
         tl = cls(data.get("node"), clock=clock)
@@ -170,7 +171,7 @@ class Timeline:
         return tl
 
     @classmethod
-    def from_json(cls, text: str, *, clock: Callable[[], float] = time.time) -> "Timeline":
+    def from_json(cls, text: str, *, clock: Callable[[], float] = time.time) -> Timeline:
         try:
             data = json.loads(text)
         except ValueError as exc:

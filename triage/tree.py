@@ -16,12 +16,22 @@ list call of the fleet: data["nodes"] is a list of {name, ready, zone, pool, ...
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from probes.observation import Observation, Status
-from triage.rules import (CONFIRM, DOMAINS, EXPLAINS, LEAF_CAUSES, PRECEDENCE, RULE_OUT, RULES,
-                          SUSPECT, Rule)
+from triage.rules import (
+    CONFIRM,
+    DOMAINS,
+    EXPLAINS,
+    LEAF_CAUSES,
+    PRECEDENCE,
+    RULE_OUT,
+    RULES,
+    SUSPECT,
+    Rule,
+)
 
 __all__ = ["Diagnosis", "DomainState", "CONFIRMED", "SUSPECTED", "RULED_OUT", "UNTESTED",
            "blast_radius"]
@@ -63,7 +73,7 @@ class Diagnosis:
         self.observations[obs.probe] = obs
         self._evaluate()
 
-    def extend(self, observations: Iterable[Observation]) -> "Diagnosis":
+    def extend(self, observations: Iterable[Observation]) -> Diagnosis:
         for o in observations:
             self.observations[o.probe] = o
             if self.node is None and o.node:
@@ -246,6 +256,6 @@ def blast_radius(siblings: list[dict[str, Any]], node: str | None = None) -> lis
         notes.append(f"blast radius: {n} of {len(down)} NotReady nodes share {key} {value} "
                      f"({n} of {total} nodes with that {key} are NotReady"
                      + (f": {shown}" if shown else "") + ") — look for a common cause "
-                     f"(an image or kernel update, the zone's network) before fixing nodes one "
-                     f"by one")
+                     "(an image or kernel update, the zone's network) before fixing nodes one "
+                     "by one")
     return notes

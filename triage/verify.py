@@ -19,8 +19,9 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from probes.kube import parse_time
 from probes.node_checks import JOURNAL_PATTERNS
@@ -173,12 +174,12 @@ class Verifier:
         results = await asyncio.gather(*jobs, return_exceptions=True)
         out: list[VCheck] = []
         names = ["ready", "lease", "healthz", "pods", "journal", "canary"]
-        for name, r in zip(names, results):
+        for name, r in zip(names, results, strict=False):
             if isinstance(r, BaseException):
                 out.append(VCheck(name, False, f"could not check: {r}"))
             elif isinstance(r, list):
                 out.extend(r)
-            else:
+            elif isinstance(r, VCheck):
                 out.append(r)
         return out
 
@@ -188,8 +189,8 @@ class Verifier:
 
     async def _node(self) -> list[VCheck]:
         obj = await self._get(f"/api/v1/nodes/{self.node}")
-        ready = next((c for c in (obj.get("status") or {}).get("conditions") or []
-                      if c.get("type") == "Ready"), {})
+        ready: dict = next((c for c in (obj.get("status") or {}).get("conditions") or []
+                            if c.get("type") == "Ready"), {})
         status = ready.get("status", "Unknown")
         text = f"Ready={status}" + (f" ({ready.get('reason')})" if ready.get("reason") else "")
         if status != "True" and ready.get("message"):

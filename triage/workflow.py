@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from triage.actions import (ACTIONS, ActionContext, Plan, PlanError, RunResult, plan_action,
-                            run_plan)
+from triage.actions import ACTIONS, ActionContext, Plan, PlanError, RunResult, plan_action, run_plan
 from triage.audit import AuditLog, AuditTrail, cleared_fields, plan_fields
 from triage.capture import capture_node
 from triage.evidence import Bundle, EvidenceError, bundle_path

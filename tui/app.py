@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from textual import work
 from textual.app import App
@@ -153,7 +154,7 @@ class NodewbApp(App):
             except Exception:  # closing connections at exit: nothing left to tell the user
                 pass
 
-    def action_quit(self) -> Any:  # type: ignore[override]
+    def action_quit(self) -> Any:
         self.pump.stop.set()
         return super().action_quit()
 

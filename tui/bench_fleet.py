@@ -70,7 +70,8 @@ def _churn(kubeconfig: str, rate: int, seconds: float, objects: str = "mixed") -
     import subprocess
 
     subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "create", "--raw", "/lab/v1/churn",
-                    "-f", "-"], input=json.dumps({"rate": rate, "seconds": seconds, "objects": objects}),
+                    "-f", "-"],
+                   input=json.dumps({"rate": rate, "seconds": seconds, "objects": objects}),
                    capture_output=True, text=True, timeout=30, check=True)
 
 
@@ -87,6 +88,7 @@ async def _main(nodes: int, rate: int, seconds: float, kubeconfig: str | None,
     from tui.feed import FleetSource, Pump
 
     pump = Pump()
+    feed: FleetSource | SyntheticFeed
     if kubeconfig:
         feed = FleetSource(kubeconfig, None)
         feed.start(pump)  # as `nodewb` does: the first page is fetched while the UI loads
@@ -128,7 +130,7 @@ async def _main(nodes: int, rate: int, seconds: float, kubeconfig: str | None,
         table = app.fleet.table
         repaints0 = table.repaints
         frames.clear()
-        latencies = []
+        latencies: list[float] = []
         if kubeconfig:
             _churn(kubeconfig, rate, seconds)
         applied0 = app.model.events_applied
@@ -150,7 +152,7 @@ async def _main(nodes: int, rate: int, seconds: float, kubeconfig: str | None,
             print(f"watch: {applied / elapsed:.0f} events/s applied over {elapsed:.1f} s "
                   f"(lab churn of node status and lease updates asked for {rate}/s)")
         else:
-            print(f"feed: {(feed.sent - sent0) / elapsed:.0f} events/s sent, "
+            print(f"feed: {(getattr(feed, 'sent', 0) - sent0) / elapsed:.0f} events/s sent, "
                   f"{applied / elapsed:.0f} applied over {elapsed:.1f} s")
         frames.sort()
         print(f"frame (drain + apply + view + diff): median {1000 * statistics.median(frames):.1f}"

@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 EXIT_VERIFIED = 0
 EXIT_ERROR = 1
@@ -67,7 +68,8 @@ def _verify_timeout(args: argparse.Namespace) -> float:
     try:
         value = float(given) if given else DEFAULT_TIMEOUT
     except ValueError:
-        raise ValueError(f"NODEWB_VERIFY_TIMEOUT must be a number of seconds, not {given!r}")
+        raise ValueError(
+            f"NODEWB_VERIFY_TIMEOUT must be a number of seconds, not {given!r}") from None
     if value <= 0:
         raise ValueError("the verification time must be more than 0 seconds")
     return value

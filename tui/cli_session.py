@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from probes.kube import Kube
+    from probes.kubelet import KubeletClient
+    from probes.ssh import SshClient
 
 
 @dataclass
 class NodeSession:
     node: str
-    kube: Any  # probes.kube.Kube
-    ssh: Any | None  # probes.ssh.SshClient, None when no ssh config or bastion is given
-    kubelet: Any  # probes.kubelet.KubeletClient
+    kube: Kube
+    ssh: SshClient | None  # None when no ssh config or bastion is given
+    kubelet: KubeletClient
     node_object: dict
     internal_ip: str | None
 

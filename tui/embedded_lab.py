@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.serve import Lab
 
 
 class EmbeddedLab:
@@ -15,7 +19,7 @@ class EmbeddedLab:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.lab = None
+        self.lab: Lab | None = None
 
     def start(self, timeout: float = 120.0) -> None:
         self._thread = threading.Thread(target=self._run, name="nodewb-lab", daemon=True)
@@ -31,16 +35,16 @@ class EmbeddedLab:
         loop = asyncio.new_event_loop()
         self._loop = loop
         asyncio.set_event_loop(loop)
-        self.lab = Lab(self.directory, **self.options)
+        self.lab = lab = Lab(self.directory, **self.options)
         try:
-            loop.run_until_complete(self.lab.start())
+            loop.run_until_complete(lab.start())
         except BaseException as err:  # reported to the starting thread
             self._error = err
             self._ready.set()
             return
         self._ready.set()
         loop.run_forever()
-        loop.run_until_complete(self.lab.stop())
+        loop.run_until_complete(lab.stop())
         loop.close()
 
     def stop(self) -> None:

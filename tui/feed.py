@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from probes.kube import Kube, KubeError, NodeRecord
 
@@ -80,7 +81,7 @@ class FleetSource:
         self.running = False
         self.gate: threading.Event | None = None
 
-    def start(self, pump: "Pump") -> None:
+    def start(self, pump: Pump) -> None:
         """Run the feed in a thread of its own now, into `pump`. After the first page it waits
         for `pump.ui_ready` (set by the app once it shows rows), at most a few seconds."""
         self.running = True

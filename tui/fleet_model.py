@@ -8,8 +8,9 @@ and only when something that decides membership or order changed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from probes.kube import NodeRecord
 
@@ -282,7 +283,8 @@ class Counts:
 
 @dataclass
 class FleetModel:
-    """Nodes by name, plus what the rows look like. Not thread-safe: one thread applies and views."""
+    """Nodes by name, plus what the rows look like. Not thread-safe: one thread applies and
+    views."""
 
     entries: dict[str, Entry] = field(default_factory=dict)
     leases: dict[str, float] = field(default_factory=dict)

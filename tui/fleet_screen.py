@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,7 +15,6 @@ from tui.fleet_header import FleetHeader
 from tui.fleet_model import COLUMN_BY_ID, GROUPS, FleetModel
 from tui.fleet_table import FleetTable
 from tui.help_screen import HelpScreen, key_help
-
 
 # The kind of failure, told by how probes word their errors (probes.kubeconfig, .credentials,
 # .kube); the first pattern that matches wins.

@@ -6,7 +6,7 @@ say something different from what was drawn and repaints only those.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.segment import Segment
 from rich.style import Style
@@ -57,9 +57,13 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         scrollbar-size-vertical: 1;
         height: 1fr;
         & > .fleet--header { background: $panel; color: $foreground; text-style: bold; }
-        & > .fleet--header-sorted { background: $panel; color: $accent; text-style: bold underline; }
+        & > .fleet--header-sorted {
+            background: $panel; color: $accent; text-style: bold underline;
+        }
         & > .fleet--cursor { background: $block-cursor-blurred-background; }
-        &:focus > .fleet--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
+        &:focus > .fleet--cursor {
+            background: $block-cursor-background; color: $block-cursor-foreground;
+        }
         & > .fleet--group { background: $panel; color: $secondary; text-style: bold; }
         & > .fleet--notready { color: $error; text-style: bold; }
         & > .fleet--unknown { color: $warning; text-style: bold; }
@@ -147,8 +151,8 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         name = self.cursor_name
         if name is not None:
             cur = self.cursor
-            if 0 <= cur < len(rows) and isinstance(rows[cur], Entry) and \
-                    rows[cur].rec.name == name:
+            row = rows[cur] if 0 <= cur < len(rows) else None
+            if isinstance(row, Entry) and row.rec.name == name:
                 return
             for i, row in enumerate(rows):
                 if isinstance(row, Entry) and row.rec.name == name:
@@ -252,12 +256,12 @@ class FleetTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._drawn[y] = signature
         strip = self._cache.get(signature)
         if strip is None:
-            strip = self._render(y, signature)
+            strip = self._render_row(y, signature)
             self._cache[signature] = strip
             self.repaints += 1
         return strip
 
-    def _render(self, y: int, signature: tuple) -> Strip:
+    def _render_row(self, y: int, signature: tuple) -> Strip:
         width = self._content_width
         base = self.rich_style
         kind = signature[0]

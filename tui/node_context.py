@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class ProbePlan(Protocol):
@@ -94,7 +95,7 @@ def live_context(kube_source: Callable[[], Any], ssh_config: str | None,
             return ip
 
         def probes(node: str) -> ProbePlan:
-            from probes.node_probes import NodeProbes  # type: ignore[import-not-found]
+            from probes.node_probes import NodeProbes
 
             return NodeProbes(kube, ssh, kubelet, node, internal_ip=kubelet.addresses.get(node))
 

@@ -5,7 +5,8 @@ runbooks' don'ts. Text from the outside world (evidence quotes) is always shown 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -100,11 +101,11 @@ class DiagnosisPanel(Vertical):
         yield Static(id="diagnosis-detail", markup=False)
 
     @property
-    def tree(self) -> Tree:
+    def decision_tree(self) -> Tree:
         return self.query_one("#diagnosis-tree", Tree)
 
     def on_mount(self) -> None:
-        tree = self.tree
+        tree = self.decision_tree
         tree.root.expand()
         for domain in DOMAIN_ORDER:
             self._domain_nodes[domain] = tree.root.add(Text(domain), data=domain, expand=False)
@@ -180,7 +181,7 @@ class DiagnosisPanel(Vertical):
 
     def redraw(self) -> None:
         d = self.diagnosis
-        tree = self.tree
+        tree = self.decision_tree
         self.shown_headline = self.headline()
         tree.root.set_label(self.shown_headline)
         states = d.domains()
@@ -269,7 +270,7 @@ class DiagnosisPanel(Vertical):
         if not notes and not nxt:
             return
         heading = self.get_component_rich_style("diag--heading")
-        extra = self.tree.root.add(Text("notes", heading), data="notes", expand=True)
+        extra = self.decision_tree.root.add(Text("notes", heading), data="notes", expand=True)
         for note in notes:
             shown = clean_line(note)
             extra.add_leaf(Text(shown), data=shown)
@@ -285,7 +286,7 @@ class DiagnosisPanel(Vertical):
 
     def _show_detail(self, node: TreeNode | None) -> None:
         detail = self.query_one("#diagnosis-detail", Static)
-        if node is not None and node is self.tree.root:
+        if node is not None and node is self.decision_tree.root:
             detail.update(self.headline())
             return
         if node is None or node.data is None:

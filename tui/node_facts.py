@@ -3,8 +3,7 @@ addresses, versions, lease age; then the node's events and the pods on it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
@@ -19,7 +18,7 @@ LABEL_W = 20
 def _when(ts: float, now: float) -> str:
     if not ts:
         return "-"
-    stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"{age_text(ts, now)} ago ({stamp})"
 
 

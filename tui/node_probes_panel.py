@@ -3,8 +3,9 @@ has taken so far), then ok/bad/hung/error/skipped with its duration and summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.containers import VerticalScroll

@@ -10,7 +10,7 @@ tab/shift+tab move between them. Everything outside comes through a `NodeContext
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +90,12 @@ def report_path(node: str, at: float) -> Path:
     else:
         data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
         directory = Path(data) / "nodewb" / "reports"
-    stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
     return directory / f"{node}-{stamp}.md"
 
 
 def _stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
 
 
 class NodeScreen(Screen):
@@ -316,7 +316,7 @@ class NodeScreen(Screen):
         if key == "signals":
             return self.signals
         if key == "diagnosis":
-            return self.diagnosis.tree
+            return self.diagnosis.decision_tree
         return self.panel(index)
 
     # -- the frame -------------------------------------------------------------------------------
@@ -379,6 +379,10 @@ class NodeScreen(Screen):
         events: list[dict] = []
         pods: list[dict] = []
         problems: list[str] = []
+        if kube is None:
+            problems.append("no API client: events and pods are not listed")
+            self.post_message(FactsLoaded(events, pods, problems))
+            return
         try:
             events = kube.get_json("/api/v1/events", {
                 "fieldSelector": f"involvedObject.kind=Node,involvedObject.name={name}"}
@@ -598,6 +602,8 @@ class NodeScreen(Screen):
         from triage.workflow import Attempt
 
         ctx = self.context
+        if ctx is None:
+            raise RuntimeError(f"no cluster context for {self.node_name}: nothing to act with")
         entry = self.model.get(self.node_name)
         make = ctx.attempt or Attempt
         return make(ctx.kube, ctx.ssh, ctx.kubelet() if ctx.kubelet else None,

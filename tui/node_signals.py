@@ -5,8 +5,8 @@ last two scrapes (drawn with plotext into text, one figure per widget)."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -75,12 +75,10 @@ def relist_buckets(prev: Scrape | None, cur: Scrape) -> tuple[list[tuple[str, fl
         basis = "since kubelet start (one scrape so far)"
     out: list[tuple[str, float]] = []
     below = 0.0
-    prev_le = 0.0
     for le, c in cumulative:
         label = "+Inf" if le == INF else _le(le)
         out.append((label, max(c - below, 0.0)))
         below = c
-        prev_le = le
     return out, basis
 
 

@@ -4,7 +4,8 @@ round until the verdict: "verified" or "not fixed after N s"."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -53,7 +54,7 @@ class VerifyScreen(ModalScreen[Progress | None]):
 
     def __init__(self, node: str, watch: Watch, what: str) -> None:
         super().__init__()
-        self.node, self.watch, self.what = node, watch, what
+        self.node, self.watcher, self.what = node, watch, what
         self.progress: Progress | None = None
 
     def compose(self) -> ComposeResult:
@@ -67,7 +68,7 @@ class VerifyScreen(ModalScreen[Progress | None]):
     @work(exclusive=True, group="verify", exit_on_error=False)
     async def run_watch(self) -> None:
         try:
-            final = await self.watch(self._update)
+            final = await self.watcher(self._update)
         except Exception as err:  # the cluster's answer: shown, never raised
             self.query_one("#verify-body", Static).update(
                 Text(f"{self.what}\nverification stopped: {type(err).__name__}: {err}", "red"))
