@@ -172,6 +172,7 @@ def _builds_module_fixtures(path: Path) -> bool:
     return _MODULE_FIXTURES[path]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name not in SPREAD and _builds_module_fixtures(item.path):
