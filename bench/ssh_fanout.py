@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 from bench.kubectl_get_nodes import serve
-from probes.ssh import CommandResult, SshClient
+from probes.command_result import CommandResult
+from probes.ssh import SshClient
 from probes.ssh_errors import SshError
 
 COMMAND = "systemctl is-active kubelet; df -i /; uptime"

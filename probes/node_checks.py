@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import certs
+from probes.command_result import CommandResult
 from probes.observation import Observation, Status
-from probes.ssh import CommandResult
 from probes.ssh_errors import SshError
 
 __all__ = [

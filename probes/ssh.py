@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probes.command_result import CommandResult
 from probes.observation import Observation, Status, timed
 from probes.quiet_asyncssh import asyncssh
 from probes.ssh_errors import (
@@ -88,40 +89,6 @@ OBSERVATION_RAW = 256 * 1024  # characters of output an Observation quotes (the 
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
            "aes128-ctr", "aes192-ctr", "aes256-ctr")
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n\t")
-
-
-# -- results -----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """How one command went. `exit_status` is None when it was killed by a signal or timed out."""
-
-    exit_status: int | None
-    stdout: str
-    stderr: str
-    duration: float  # seconds from the session opening to the command ending (or giving up)
-    timed_out: bool  # did not finish in its time limit: stdout/stderr hold what it printed so far
-    truncated: bool = False  # stdout or stderr went past max_output; the rest was dropped
-    exit_signal: str | None = None
-    node: str = ""
-    command: str = ""  # as asked, sudo prefix included
-    started: float = 0.0  # epoch seconds
-    timeout: float = 0.0
-    sent: str = ""  # the line the server ran (under `timeout` when remote_timeout is on)
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_status == 0 and not self.timed_out
-
-    def describe(self) -> str:
-        """One line a person reads."""
-        if self.timed_out:
-            printed = len(self.stdout) + len(self.stderr)
-            return (f"`{self.command}` on {self.node} did not finish in {self.timeout:g} s "
-                    f"(hung; printed {printed} characters before it was stopped)")
-        if self.exit_signal:
-            return f"`{self.command}` on {self.node} was killed by signal {self.exit_signal}"
-        return (f"`{self.command}` on {self.node} exited {self.exit_status} "
-                f"after {self.duration:.2f} s")
 
 
 @dataclass(frozen=True, slots=True)

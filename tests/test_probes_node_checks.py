@@ -11,11 +11,12 @@ import pytest
 import pytest_asyncio
 
 from probes import node_checks as nc
+from probes.command_result import CommandResult
 from probes.kube import Kube
 from probes.kubelet import KubeletClient
 from probes.node_probes import NodeProbes, ProbeSpec
 from probes.observation import Observation, Status
-from probes.ssh import CommandResult, SshClient
+from probes.ssh import SshClient
 from probes.ssh_errors import Unreachable
 from tests.conftest import SCENARIO_NODES
 

@@ -32,10 +32,10 @@ from typing import Any
 
 from probes import metrics as metrics_mod
 from probes import node_checks as nc
+from probes.command_result import CommandResult
 from probes.kube import node_record, parse_time
 from probes.node_probes import LEASE_DURATION, conditions_text, ready_words
 from probes.observation import Observation, Status
-from probes.ssh import CommandResult
 from triage.capture import HANG_MARK
 from triage.evidence import member_problem
 

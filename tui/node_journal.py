@@ -209,8 +209,9 @@ class JournalPanel(Vertical, can_focus=False):
             parts.append(f"search {self.query_text!r}: {shown} of "
                          f"{sum(1 for x in self.buffer if not x.gap)} lines")
         parts.append(self.source)
-        self.query_one("#journal-status", Static).update(Text(" · ".join(parts), no_wrap=True,
-                                                              overflow="ellipsis"))
+        # one line of fixed height: no layout, so a batch of lines repaints two widgets only
+        self.query_one("#journal-status", Static).update(
+            Text(" · ".join(parts), no_wrap=True, overflow="ellipsis"), layout=False)
 
 
 class SearchInput(Input):

@@ -346,8 +346,7 @@ class NodeScreen(Screen):
         headline = self.diagnosis.shown_headline
         if headline.plain != self._title:
             self._title = headline.plain
-            self.query_one("#node-title", Static).update(
-                Text("node ") + headline)
+            self.query_one("#node-title", Static).update(Text("node ") + headline, layout=False)
 
     def _update_facts_extra(self) -> None:
         if not self.is_mounted:

@@ -163,7 +163,7 @@ class SignalRow(Horizontal):
         self.current = Text(f"{self.sig.label:<18}{shown[:15]:<16}{self.sig.limit_text:>10} ",
                             no_wrap=True, overflow="ellipsis")
         self.set_class(over(fig, self.sig.limit), "-over")
-        self.query_one(".signal-label", Static).update(self.current)
+        self.query_one(".signal-label", Static).update(self.current, layout=False)
         self.query_one(Sparkline).data = list(self.history)
         self.tooltip = fig.why or fig.source
 
@@ -191,8 +191,8 @@ class SignalsPanel(Vertical, can_focus=True):
 
     def set_via(self, text: str) -> None:
         self.via_text = text
-        self.query_one("#signals-via", Static).update(Text(text, no_wrap=True,
-                                                           overflow="ellipsis"))
+        self.query_one("#signals-via", Static).update(
+            Text(text, no_wrap=True, overflow="ellipsis"), layout=False)
 
     def push(self, signals: KubeletSignals, prev: Scrape | None, cur: Scrape, via: str,
              at_text: str) -> None:
