@@ -6,7 +6,7 @@ LOCK := requirements.lock
 # every version `make` installs comes from $(LOCK), hashes checked; pyproject.toml keeps the ranges
 LOCK_ARGS := pyproject.toml --extra test --extra lint --group tools --universal \
 	--python-version 3.11 --generate-hashes --custom-compile-command 'make lock'
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test lint bench lock drift clean
 
