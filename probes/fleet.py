@@ -310,11 +310,15 @@ class FleetFeed:
 
     def _watch_nodes(self) -> None:
         timeout = int(self.watch_timeout * (1 + random.random()) / 2) or 1
-        stream = self.kube.watch("/api/v1/nodes", self.resource_version,
+        with self._rv_lock:
+            since = self.resource_version
+        stream = self.kube.watch("/api/v1/nodes", since,
                                  timeout_seconds=timeout, read_timeout=self.read_timeout,
                                  doing="watch nodes")
         with self._rv_lock:
             self._node_stream = stream
+            if self.resource_version != since:  # rewound while this watch was opening
+                stream.cancel()
         self._opened["nodes"] = time.monotonic()
         self._ok("nodes")
         clock = self.clock
@@ -357,7 +361,8 @@ class FleetFeed:
             raise self.kube.explain(err, "watch nodes") from None
         finally:
             stream.close()
-            self._node_stream = None
+            with self._rv_lock:
+                self._node_stream = None
 
     # -- leases -----------------------------------------------------------------------------------
     def _leases(self) -> None:
