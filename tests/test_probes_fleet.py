@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from probes.fleet import FleetEvent, FleetFeed
-from probes.kube import Kube
+from probes.kube import Kube, WatchStream
 from tests._lab_in_process import lab_in_process, on_lab_loop
 
 
@@ -137,6 +137,31 @@ def test_pod_counts_are_per_node_and_refreshed(served_lab):
                                      "status.phase!=Failed", "--no-headers")
         assert fleet.pods.get("node-0001", 0) == len(kubectl.stdout.splitlines())
         assert "pods" not in feed.notes
+
+
+class _OneEvent:
+    """A watch response that sends one MODIFIED node at resourceVersion 42, then ends."""
+
+    def stream(self, *_args, **_kw):
+        node = {"metadata": {"name": "node-0001", "resourceVersion": "42"}}
+        yield json.dumps({"type": "MODIFIED", "object": node}).encode() + b"\n"
+
+
+def test_a_rewind_while_the_next_watch_opens_is_not_lost():
+    """rewind() between two watches (the previous one closed, the next not yet registered):
+    the opening watch is cancelled, so its events do not overwrite the version asked for."""
+    feed: FleetFeed
+
+    class Opening:
+        def watch(self, path, since, **_kw):
+            assert since == "7"
+            feed.rewind("1")  # lands while this watch is being opened
+            return WatchStream(_OneEvent())
+
+    feed = FleetFeed(Opening(), leases=False, pods=False)  # type: ignore[arg-type]
+    feed.resource_version = "7"
+    feed._watch_nodes()
+    assert feed.resource_version == "1"
 
 
 def test_a_too_old_resource_version_relists_without_ghosts(fresh_lab):
