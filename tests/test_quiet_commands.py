@@ -58,7 +58,9 @@ def quiet_lab(tmp_path_factory) -> ServedLab:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("quiet-home")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONWARN", "NODEWB_"))}
+    # pytest-xdist's workers set COLUMNS=80 and LINES=24, which would outrank the terminal's size
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTHONWARN", "NODEWB_")) and k not in ("COLUMNS", "LINES")}
     environ.update(XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
                    TERM="xterm-256color")
     return environ
@@ -167,7 +169,9 @@ class Terminal:
             if text.encode() in ESCAPES.sub(b"", window):
                 break
             assert self.proc.poll() is None, f"the app exited with {self.proc.returncode}"
-            assert time.monotonic() < deadline, f"{text!r} not on screen after {timeout}s"
+            assert time.monotonic() < deadline, \
+                f"{text!r} not on screen after {timeout}s; the screen's last words:\n" + \
+                ESCAPES.sub(b"", window)[-1500:].decode(errors="replace")
             time.sleep(0.1)
         with self._lock:
             self.seen = len(self.output)
