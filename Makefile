@@ -2,20 +2,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LOCK := requirements.lock
+LOCK := uv.lock
 # every version `make` installs comes from $(LOCK), hashes checked; pyproject.toml keeps the ranges
-LOCK_ARGS := pyproject.toml --extra test --extra lint --group tools --universal \
-	--python-version 3.11 --generate-hashes --custom-compile-command 'make lock'
+SYNC_ARGS := --frozen --extra test --extra lint --group tools --no-install-project
 PYTEST_WORKERS ?= 3
+# uv itself, pinned and hash-checked from the lock, for pip to install before uv takes over
+UV_PIN := import tomllib; p = next(p for p in tomllib.load(open("$(LOCK)", "rb"))["package"] \
+	if p["name"] == "uv"); print("uv==" + p["version"], *("--hash=" + w["hash"] \
+	for w in p.get("wheels", []) + [p["sdist"]]))
 
 .PHONY: run test lint bench lock drift clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	awk '/^uv==/ {keep=1; print; next} keep && /^ / {print; next} {keep=0}' $(LOCK) > $(VENV)/uv.txt
+	$(PYTHON) -c '$(UV_PIN)' > $(VENV)/uv.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(VENV)/uv.txt
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(BIN)/uv sync --quiet $(SYNC_ARGS)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -35,7 +38,7 @@ bench: $(STAMP)
 
 # refresh the lock to today's newest versions within pyproject.toml's ranges
 lock: $(STAMP)
-	$(BIN)/uv pip compile --quiet --upgrade $(LOCK_ARGS) -o $(LOCK)
+	$(BIN)/uv lock --quiet --upgrade
 
 # what a user gets from `pip install .` today, without the lock: every command must stay quiet
 DRIFT := $(VENV)-drift
