@@ -298,8 +298,8 @@ class KubeletClient:
 
         def lookup() -> str:
             obj = kube.get_json(f"/api/v1/nodes/{quote(node, safe='')}",
-                                     timeout=(self.connect_timeout, self.read_timeout),
-                                     doing=f"get node {node}")
+                                timeout=(self.connect_timeout, self.read_timeout),
+                                doing=f"get node {node}")
             for a in (obj.get("status") or {}).get("addresses") or ():
                 if a.get("type") == "InternalIP" and a.get("address"):
                     return str(a["address"])
